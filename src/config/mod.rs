@@ -1,0 +1,367 @@
+//! Configuration in three stages (as zincati does it): `Raw` is what one layer says, every field
+//! optional and unknown keys refused; the layers are merged by `load`; `Settings` is the merged
+//! result with defaults applied and every value validated, so invalid states go no further.
+//!
+//! The contract is documented in `docs/configuration.md`.
+
+pub mod duration;
+mod load;
+
+pub use load::{Layers, load};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::member::{Host, MemberName, Scheme, excerpt};
+
+pub const DEFAULT_CONFIG: &str = "/etc/etcd-bootstrap/config.toml";
+pub const ENV_PREFIX: &str = "ETCD_BOOTSTRAP";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub discovery: RawDiscovery,
+    #[serde(default)]
+    pub output: RawOutput,
+    #[serde(default)]
+    pub etcd_client: RawEtcdClient,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub size: Option<i64>,
+    pub token: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub peer_scheme: Option<Scheme>,
+    pub client_scheme: Option<Scheme>,
+    pub peer_port: Option<i64>,
+    pub client_port: Option<i64>,
+    pub remove_dead_members: Option<bool>,
+    pub join_as_learner: Option<bool>,
+    pub replace_stale_data: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub provider: Option<String>,
+    pub timeout: Option<String>,
+    pub interval: Option<String>,
+    pub max_interval: Option<String>,
+    #[serde(rename = "static", default)]
+    pub static_list: RawStatic,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    pub peers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdClient {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+/// etcd's own TLS settings, passed through to the env file (`ETCD_CERT_FILE`, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: Option<bool>,
+    pub peer_cert_file: Option<PathBuf>,
+    pub peer_key_file: Option<PathBuf>,
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    pub peer_client_cert_auth: Option<bool>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub cluster: ClusterSpec,
+    pub discovery: DiscoverySettings,
+    pub env_file: PathBuf,
+    pub etcd_client: EtcdClientSettings,
+    pub tls: EtcdTls,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeSettings {
+    pub name: Option<MemberName>,
+    pub address: Option<Host>,
+}
+
+/// What every node of one cluster must agree on. The decision core reads only this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub size: usize,
+    pub token: String,
+    pub data_dir: PathBuf,
+    pub peer_scheme: Scheme,
+    pub client_scheme: Scheme,
+    pub peer_port: u16,
+    pub client_port: u16,
+    pub remove_dead_members: bool,
+    pub join_as_learner: bool,
+    pub replace_stale_data: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DiscoverySettings {
+    pub provider: Provider,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub max_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum Provider {
+    Static { peers: Vec<(MemberName, Host)> },
+}
+
+#[derive(Clone, Debug)]
+pub struct EtcdClientSettings {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub peer_cert_file: Option<PathBuf>,
+    pub peer_key_file: Option<PathBuf>,
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    pub peer_client_cert_auth: bool,
+}
+
+/// The largest cluster etcd's maintainers support running; beyond it quorum writes get slow.
+const MAX_SIZE: i64 = 9;
+
+impl Settings {
+    pub fn from_raw(raw: Raw) -> Result<Self, String> {
+        let node = NodeSettings {
+            name: raw
+                .node
+                .name
+                .as_deref()
+                .map(MemberName::parse)
+                .transpose()
+                .map_err(|e| format!("node.name: {e}"))?,
+            address: raw
+                .node
+                .address
+                .as_deref()
+                .map(Host::parse)
+                .transpose()
+                .map_err(|e| format!("node.address: {e}"))?,
+        };
+
+        let c = raw.cluster;
+        let size = c.size.unwrap_or(3);
+        if !(1..=MAX_SIZE).contains(&size) {
+            return Err(format!("cluster.size is {size}; it must be between 1 and {MAX_SIZE}"));
+        }
+        let token = c.token.unwrap_or_else(|| "etcd-cluster".into());
+        check_token(&token)?;
+        let data_dir = c.data_dir.unwrap_or_else(|| "/var/lib/etcd".into());
+        check_path("cluster.data_dir", &data_dir)?;
+        let cluster = ClusterSpec {
+            size: size as usize,
+            token,
+            data_dir,
+            peer_scheme: c.peer_scheme.unwrap_or(Scheme::Http),
+            client_scheme: c.client_scheme.unwrap_or(Scheme::Http),
+            peer_port: port("cluster.peer_port", c.peer_port.unwrap_or(2380))?,
+            client_port: port("cluster.client_port", c.client_port.unwrap_or(2379))?,
+            remove_dead_members: c.remove_dead_members.unwrap_or(true),
+            join_as_learner: c.join_as_learner.unwrap_or(false),
+            replace_stale_data: c.replace_stale_data.unwrap_or(false),
+        };
+        if cluster.peer_port == cluster.client_port {
+            return Err(format!(
+                "cluster.peer_port and cluster.client_port are both {}; they must differ",
+                cluster.peer_port
+            ));
+        }
+
+        let d = raw.discovery;
+        let provider = match d.provider.as_deref().unwrap_or("static") {
+            "static" => {
+                let peers = d.static_list.peers.unwrap_or_default();
+                if peers.is_empty() {
+                    return Err("discovery.static.peers is empty; list the members as \"name=address\"".into());
+                }
+                let peers = peers
+                    .iter()
+                    .map(|p| parse_static_peer(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Provider::Static { peers }
+            }
+            planned @ ("digitalocean" | "hetzner" | "aws" | "dns") => {
+                return Err(format!(
+                    "discovery.provider \"{planned}\" is not available in this version; use \"static\""
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "discovery.provider {} is unknown; expected static, digitalocean, hetzner, aws or dns",
+                    excerpt(other)
+                ));
+            }
+        };
+        let discovery = DiscoverySettings {
+            provider,
+            timeout: dur("discovery.timeout", d.timeout.as_deref(), "10m")?,
+            interval: dur("discovery.interval", d.interval.as_deref(), "1s")?,
+            max_interval: dur("discovery.max_interval", d.max_interval.as_deref(), "15s")?,
+        };
+        if discovery.interval.is_zero() || discovery.max_interval < discovery.interval {
+            return Err("discovery.interval must be above zero and at most discovery.max_interval".into());
+        }
+
+        let env_file = raw
+            .output
+            .env_file
+            .unwrap_or_else(|| "/run/etcd-bootstrap/etcd.env".into());
+        if env_file.file_name().is_none() || !env_file.is_absolute() {
+            return Err(format!(
+                "output.env_file {} must be an absolute path to a file",
+                env_file.display()
+            ));
+        }
+
+        let e = raw.etcd_client;
+        let etcd_client = EtcdClientSettings {
+            ca_file: e.ca_file,
+            cert_file: e.cert_file,
+            key_file: e.key_file,
+            timeout: dur("etcd_client.timeout", e.timeout.as_deref(), "2s")?,
+        };
+        if etcd_client.cert_file.is_some() != etcd_client.key_file.is_some() {
+            return Err("etcd_client.cert_file and etcd_client.key_file go together; set both or neither".into());
+        }
+
+        let t = raw.tls;
+        let tls = EtcdTls {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            trusted_ca_file: t.trusted_ca_file,
+            client_cert_auth: t.client_cert_auth.unwrap_or(false),
+            peer_cert_file: t.peer_cert_file,
+            peer_key_file: t.peer_key_file,
+            peer_trusted_ca_file: t.peer_trusted_ca_file,
+            peer_client_cert_auth: t.peer_client_cert_auth.unwrap_or(false),
+        };
+        for (key, path) in [
+            ("tls.cert_file", &tls.cert_file),
+            ("tls.key_file", &tls.key_file),
+            ("tls.trusted_ca_file", &tls.trusted_ca_file),
+            ("tls.peer_cert_file", &tls.peer_cert_file),
+            ("tls.peer_key_file", &tls.peer_key_file),
+            ("tls.peer_trusted_ca_file", &tls.peer_trusted_ca_file),
+        ] {
+            if let Some(p) = path {
+                check_path(key, p)?;
+            }
+        }
+        if cluster.client_scheme == Scheme::Https && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+            return Err("cluster.client_scheme is https but tls.cert_file and tls.key_file are not both set".into());
+        }
+        if cluster.peer_scheme == Scheme::Https
+            && (tls.peer_cert_file.is_none() || tls.peer_key_file.is_none())
+        {
+            return Err(
+                "cluster.peer_scheme is https but tls.peer_cert_file and tls.peer_key_file are not both set"
+                    .into(),
+            );
+        }
+
+        Ok(Settings { node, cluster, discovery, env_file, etcd_client, tls })
+    }
+}
+
+fn parse_static_peer(entry: &str) -> Result<(MemberName, Host), String> {
+    let (name, addr) = entry.split_once('=').ok_or_else(|| {
+        format!("discovery.static.peers entry {} is not \"name=address\"", excerpt(entry))
+    })?;
+    let name = MemberName::parse(name).map_err(|e| format!("discovery.static.peers: {e}"))?;
+    let host = Host::parse(addr).map_err(|e| format!("discovery.static.peers: {e}"))?;
+    Ok((name, host))
+}
+
+fn port(key: &str, value: i64) -> Result<u16, String> {
+    u16::try_from(value)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{key} is {value}; it must be a port between 1 and 65535"))
+}
+
+fn dur(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
+    duration::parse(value.unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
+}
+
+/// The token lands in the env file unquoted, so it gets the member-name character set.
+fn check_token(token: &str) -> Result<(), String> {
+    let ok = !token.is_empty()
+        && token.len() <= 128
+        && token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "cluster.token {} must be 1 to 128 letters, digits, '.', '_' or '-'",
+            excerpt(token)
+        ))
+    }
+}
+
+/// Paths land in the env file unquoted: absolute, and no character a shell or systemd would read.
+pub fn check_path(key: &str, path: &std::path::Path) -> Result<(), String> {
+    let s = path.to_string_lossy();
+    let ok = path.is_absolute()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} {} must be an absolute path of letters, digits and / . _ - + @ :",
+            excerpt(&s)
+        ))
+    }
+}

@@ -1,0 +1,75 @@
+//! What the decision core is told: the observations the I/O layer made, as plain data.
+
+use crate::config::ClusterSpec;
+use crate::member::{Candidate, MemberName};
+
+/// A member as etcd's member API reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EtcdMember {
+    pub id: u64,
+    /// Empty for a member added through the API that has not started yet.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    /// Empty until the member has started and published itself to the cluster.
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl EtcdMember {
+    /// A member has run when it published its client URLs; a member added by the API (no name)
+    /// and a bootstrap member that never came up (a name, but nothing published) have not.
+    pub fn has_started(&self) -> bool {
+        !self.client_urls.is_empty()
+    }
+}
+
+/// A running cluster's answer to `member/list`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterView {
+    pub cluster_id: u64,
+    pub members: Vec<EtcdMember>,
+}
+
+/// What probing one peer told us.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerAnswer {
+    /// Its client port answered `member/list`: a cluster that has served clients exists.
+    Answered(ClusterView),
+    /// Connection refused on its client port: no etcd runs there.
+    Refused,
+    /// Its client port does not answer, but its peer port reports a cluster whose version was
+    /// never decided (no leader ever ran it), with these members: a bootstrap in progress.
+    Forming { members: Vec<EtcdMember> },
+    /// Timeouts, TLS errors, 5xx, garbage: we cannot tell, so we must not decide on it.
+    Unknown { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Probe {
+    pub peer: MemberName,
+    pub answer: PeerAnswer,
+}
+
+/// Whether this machine's data dir holds an etcd member (`member/` exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataDir {
+    Empty,
+    HasMember,
+}
+
+/// Everything the core decides from. No clocks, no sockets: the same facts give the same plan.
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    pub spec: &'a ClusterSpec,
+    /// Validated candidates, names unique.
+    pub discovered: &'a [Candidate],
+    /// This machine among `discovered`, when it could be identified.
+    pub me: Option<&'a Candidate>,
+    pub data: DataDir,
+    /// One entry per discovered peer other than this machine.
+    pub probes: &'a [Probe],
+    /// Dead members this run already removed (at most one per run is removed).
+    pub removed_this_run: usize,
+}

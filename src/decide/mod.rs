@@ -1,0 +1,438 @@
+//! The decision core: from what discovery, the data dir and the peers said, to how this node
+//! must start. Pure code (no I/O, no clock, no randomness), so it can be tested exhaustively and
+//! simulated; the run loop in `run.rs` gathers the facts and carries out the decision.
+//!
+//! | data dir | cluster answers | this node in member list        | row                 |
+//! |----------|-----------------|---------------------------------|---------------------|
+//! | member   | yes             | yes                             | `restart`           |
+//! | member   | yes             | no (removed)                    | `removed` (refuse, or move data aside) |
+//! | member   | no / unknown    | –                               | `restart-unreachable` |
+//! | empty    | yes             | unstarted member with my URL    | `reuse`             |
+//! | empty    | yes             | started member with my URL/name | `replace-self`      |
+//! | empty    | yes             | no                              | `join`              |
+//! | empty    | nothing listens | –                               | `bootstrap`         |
+//! | empty    | unknown         | –                               | `wait`              |
+//!
+//! A decision is one step: `Act` asks for one membership change, after which the caller observes
+//! again and decides again. That makes every run idempotent: an agent killed between `member add`
+//! and writing its file finds its unstarted member next time and reuses it.
+
+mod facts;
+#[cfg(test)]
+mod tests;
+
+pub use facts::{ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe};
+
+use serde::Serialize;
+
+use crate::envfile::ClusterState;
+use crate::member::{Candidate, MemberName, url};
+
+/// Which row of the decision table applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Row {
+    Restart,
+    Removed,
+    RestartUnreachable,
+    Reuse,
+    ReplaceSelf,
+    Join,
+    Bootstrap,
+    Wait,
+}
+
+impl Row {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Row::Restart => "restart",
+            Row::Removed => "removed",
+            Row::RestartUnreachable => "restart-unreachable",
+            Row::Reuse => "reuse",
+            Row::ReplaceSelf => "replace-self",
+            Row::Join => "join",
+            Row::Bootstrap => "bootstrap",
+            Row::Wait => "wait",
+        }
+    }
+}
+
+/// One change to make before observing again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    RemoveMember { id: u64, name: String, peer_urls: Vec<String> },
+    AddMember { peer_url: String, learner: bool },
+    /// Rename the data dir aside (never delete it) so this node can join afresh.
+    MoveDataAside,
+}
+
+/// How etcd must start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StartPlan {
+    pub state: ClusterState,
+    /// `name=peer-url` pairs for `ETCD_INITIAL_CLUSTER`.
+    pub initial_cluster: Vec<(MemberName, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum Decision {
+    /// Not decidable yet; observe again later. Fails at the deadline.
+    Wait,
+    /// Make this change, then observe and decide again.
+    Act(Action),
+    /// Write the env file and let etcd start.
+    Start(StartPlan),
+    /// Unsafe to go on, whatever happens later: fail now, touch nothing.
+    Refuse,
+}
+
+/// A decision with the row that produced it and a one-line reason for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub row: Row,
+    #[serde(flatten)]
+    pub decision: Decision,
+    pub reason: String,
+}
+
+fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
+    Outcome { row, decision, reason: reason.into() }
+}
+
+fn wait(reason: impl Into<String>) -> Outcome {
+    outcome(Row::Wait, Decision::Wait, reason)
+}
+
+pub fn quorum(members: usize) -> usize {
+    members / 2 + 1
+}
+
+pub fn decide(f: &Facts<'_>) -> Outcome {
+    let Some(me) = f.me else {
+        return wait(format!(
+            "this machine is not among the {} discovered members ({})",
+            f.discovered.len(),
+            names(f.discovered)
+        ));
+    };
+    let my_url = peer_url(f, me);
+
+    let view = match answered_view(f) {
+        Ok(view) => view,
+        Err(reason) => return outcome(Row::Removed, Decision::Refuse, reason),
+    };
+
+    match (f.data, view) {
+        (DataDir::HasMember, Some(view)) => {
+            let mine = view.members.iter().any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str());
+            if mine {
+                let plan = StartPlan { state: ClusterState::Existing, initial_cluster: initial_cluster(f, view, me) };
+                return outcome(Row::Restart, Decision::Start(plan), "local data and the cluster lists this member: restart on the data, membership unchanged");
+            }
+            if f.spec.replace_stale_data {
+                return outcome(Row::Removed, Decision::Act(Action::MoveDataAside), format!(
+                    "local data belongs to a member the cluster {:x} no longer lists; cluster.replace_stale_data is on: moving the data dir aside to join afresh",
+                    view.cluster_id
+                ));
+            }
+            outcome(Row::Removed, Decision::Refuse, format!(
+                "local data in {} belongs to a member that cluster {:x} no longer lists (it was removed); refusing to start it. Move the data dir aside by hand or set cluster.replace_stale_data = true",
+                f.spec.data_dir.display(), view.cluster_id
+            ))
+        }
+        (DataDir::HasMember, None) => {
+            let plan = StartPlan { state: ClusterState::Existing, initial_cluster: discovered_cluster(f) };
+            outcome(Row::RestartUnreachable, Decision::Start(plan),
+                "local data and no cluster answered: restart on the data (etcd ignores the initial-cluster settings when it has data)")
+        }
+        (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
+        (DataDir::Empty, None) => decide_without_cluster(f, me),
+    }
+}
+
+/// The cluster the answering peers belong to; an error when they belong to different clusters.
+fn answered_view<'f>(f: &'f Facts<'_>) -> Result<Option<&'f ClusterView>, String> {
+    let mut views = f.probes.iter().filter_map(|p| match &p.answer {
+        PeerAnswer::Answered(v) => Some((p, v)),
+        _ => None,
+    });
+    let Some((first_peer, first)) = views.next() else { return Ok(None) };
+    for (peer, v) in views {
+        if v.cluster_id != first.cluster_id {
+            return Err(format!(
+                "peers answer for two different clusters: {} is in cluster {:x}, {} in cluster {:x}; refusing to choose. Fix the discovery selector or remove the stray cluster",
+                first_peer.peer, first.cluster_id, peer.peer, v.cluster_id
+            ));
+        }
+    }
+    Ok(Some(first))
+}
+
+fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &ClusterView) -> Outcome {
+    if let Some(m) = view.members.iter().find(|m| m.peer_urls.iter().any(|u| u == my_url)) {
+        if !m.has_started() {
+            let plan = StartPlan { state: ClusterState::Existing, initial_cluster: initial_cluster(f, view, me) };
+            return outcome(Row::Reuse, Decision::Start(plan), format!(
+                "the cluster already lists an unstarted member {:x} with this node's peer URL {my_url}: reusing it",
+                m.id
+            ));
+        }
+        return outcome(Row::ReplaceSelf, remove(m), format!(
+            "member {:x} with this node's peer URL {my_url} has run before, but the data dir is empty: the data was lost; removing the old member to add this node again",
+            m.id
+        ));
+    }
+    if let Some(m) = view.members.iter().find(|m| m.name == me.name.as_str()) {
+        if let Some(owner) = m.peer_urls.iter().find_map(|u| owner_of(f, u)) {
+            return outcome(Row::ReplaceSelf, Decision::Refuse, format!(
+                "member {:x} is named {} like this node but its peer URL belongs to {}; member names must be unique",
+                m.id, me.name, owner.name
+            ));
+        }
+        return outcome(Row::ReplaceSelf, remove(m), format!(
+            "member {:x} is named {} like this node but has the peer URL {} that no discovered machine has: it is this node at its old address; removing it to add this node again",
+            m.id, me.name, m.peer_urls.join(",")
+        ));
+    }
+
+    // Not a member: join. First the dead, whose peer URLs belong to no discovered machine.
+    let dead: Vec<&EtcdMember> = view
+        .members
+        .iter()
+        .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
+        .collect();
+    let healthy = view.members.iter().filter(|m| is_healthy(f, m, view.cluster_id)).count();
+    let live = view.members.len() - dead.len();
+
+    if let Some(d) = dead.first() {
+        if f.spec.remove_dead_members && f.removed_this_run == 0 {
+            let after = view.members.len() - 1;
+            if healthy < quorum(after) {
+                return wait(format!(
+                    "member {} ({:x}) is dead, but removing it would leave {healthy} healthy of {after}, below quorum {}; waiting for members to recover",
+                    display_name(d), d.id, quorum(after)
+                ));
+            }
+            return outcome(Row::Join, remove(d), format!(
+                "member {} ({:x}, {}) belongs to no discovered machine: removing the dead member before joining ({healthy} of {} healthy)",
+                display_name(d), d.id, d.peer_urls.join(","), view.members.len()
+            ));
+        }
+    }
+    if live >= f.spec.size {
+        return wait(format!(
+            "the cluster already has {live} live members and cluster.size is {}: not joining as an extra member ({})",
+            f.spec.size,
+            view.members.iter().map(display_name).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if f.spec.join_as_learner {
+        if let Some(l) = view.members.iter().find(|m| m.is_learner) {
+            return wait(format!(
+                "learner {} is still catching up and etcd allows one learner at a time; waiting for its promotion",
+                display_name(l)
+            ));
+        }
+    }
+    let learner = f.spec.join_as_learner;
+    // etcd's strict reconfiguration check refuses a voting member that would leave the healthy
+    // members short of the new quorum; say so here rather than hammer etcd until the deadline.
+    let voters = view.members.iter().filter(|m| !m.is_learner).count();
+    if !learner && healthy < quorum(voters + 1) {
+        return wait(format!(
+            "adding this node would make {} voters with only {healthy} healthy, below quorum {}{}",
+            voters + 1,
+            quorum(voters + 1),
+            if dead.is_empty() { String::new() } else {
+                format!("; dead members ({}) are kept because cluster.remove_dead_members is off or one was already removed this run",
+                    dead.iter().map(|d| display_name(d)).collect::<Vec<_>>().join(", "))
+            }
+        ));
+    }
+    outcome(Row::Join, Decision::Act(Action::AddMember { peer_url: my_url.to_owned(), learner }), format!(
+        "cluster {:x} answers with {} members and does not list this node: adding it{}",
+        view.cluster_id,
+        view.members.len(),
+        if learner { " as a learner" } else { "" }
+    ))
+}
+
+fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
+    let mut unknown = Vec::new();
+    let mut forming = Vec::new();
+    for c in f.discovered.iter().filter(|c| c.name != me.name) {
+        match f.probes.iter().find(|p| p.peer == c.name).map(|p| &p.answer) {
+            Some(PeerAnswer::Refused) => {}
+            Some(PeerAnswer::Forming { members }) => forming.push((c, members)),
+            Some(PeerAnswer::Unknown { reason }) => unknown.push(format!("{} ({reason})", c.name)),
+            Some(PeerAnswer::Answered(_)) => unreachable!("handled by answered_view"),
+            None => unknown.push(format!("{} (not probed)", c.name)),
+        }
+    }
+    if !unknown.is_empty() {
+        return wait(format!(
+            "cannot tell whether a cluster exists: {} did not answer clearly",
+            unknown.join(", ")
+        ));
+    }
+    let n = f.discovered.len();
+    if n != f.spec.size {
+        let what = if n < f.spec.size { "waiting for" } else { "found more than the" };
+        return wait(format!(
+            "{what} {} members, found {n}: {}",
+            f.spec.size,
+            names(f.discovered)
+        ));
+    }
+    let expected = discovered_cluster(f);
+    for (c, members) in forming {
+        let theirs = forming_cluster(members);
+        if !same_set(&theirs, &expected) {
+            return wait(format!(
+                "{} is bootstrapping a different member set ({}); waiting until discovery agrees",
+                c.name,
+                theirs.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>().join(",")
+            ));
+        }
+    }
+    let plan = StartPlan { state: ClusterState::New, initial_cluster: expected };
+    outcome(Row::Bootstrap, Decision::Start(plan), format!(
+        "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
+    ))
+}
+
+fn remove(m: &EtcdMember) -> Decision {
+    Decision::Act(Action::RemoveMember { id: m.id, name: m.name.clone(), peer_urls: m.peer_urls.clone() })
+}
+
+fn peer_url(f: &Facts<'_>, c: &Candidate) -> String {
+    url(f.spec.peer_scheme, &c.host, f.spec.peer_port)
+}
+
+fn owner_of<'f>(f: &'f Facts<'_>, peer_url_: &str) -> Option<&'f Candidate> {
+    f.discovered.iter().find(|c| peer_url(f, c) == peer_url_)
+}
+
+/// A member is healthy when the discovered machine that owns it answered for the same cluster.
+fn is_healthy(f: &Facts<'_>, m: &EtcdMember, cluster_id: u64) -> bool {
+    m.peer_urls.iter().filter_map(|u| owner_of(f, u)).any(|owner| {
+        f.probes.iter().any(|p| {
+            p.peer == owner.name && matches!(&p.answer, PeerAnswer::Answered(v) if v.cluster_id == cluster_id)
+        })
+    })
+}
+
+/// The bootstrap member set: every discovered machine, sorted by name (the same on every node).
+fn discovered_cluster(f: &Facts<'_>) -> Vec<(MemberName, String)> {
+    let mut out: Vec<_> = f.discovered.iter().map(|c| (c.name.clone(), peer_url(f, c))).collect();
+    out.sort();
+    out
+}
+
+fn forming_cluster(members: &[EtcdMember]) -> Vec<(String, String)> {
+    let mut out: Vec<_> = members
+        .iter()
+        .flat_map(|m| m.peer_urls.iter().map(|u| (m.name.clone(), u.clone())))
+        .collect();
+    out.sort();
+    out
+}
+
+fn same_set(forming: &[(String, String)], expected: &[(MemberName, String)]) -> bool {
+    forming.len() == expected.len()
+        && forming.iter().zip(expected).all(|((a, u), (b, v))| a == b.as_str() && u == v)
+}
+
+/// `ETCD_INITIAL_CLUSTER` for joining or restarting: every member the cluster lists, this node
+/// under its own name. etcd matches members by peer URL, so other members' names only need to be
+/// valid and unique: their own name, else the discovered machine owning the URL, else a name made
+/// from the member id.
+fn initial_cluster(f: &Facts<'_>, view: &ClusterView, me: &Candidate) -> Vec<(MemberName, String)> {
+    let my_url = peer_url(f, me);
+    let mut used = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut sorted: Vec<&EtcdMember> = view.members.iter().collect();
+    sorted.sort_by_key(|m| m.id);
+    // Place this node first in the name table so no other member can take its name.
+    used.insert(me.name.clone());
+    for m in sorted {
+        let name = if m.peer_urls.contains(&my_url) || m.name == me.name.as_str() {
+            me.name.clone()
+        } else {
+            let candidates = [
+                MemberName::parse(&m.name).ok(),
+                m.peer_urls.iter().find_map(|u| owner_of(f, u)).map(|c| c.name.clone()),
+            ];
+            candidates
+                .into_iter()
+                .flatten()
+                .find(|n| !used.contains(n))
+                .unwrap_or_else(|| MemberName::parse(&format!("member-{:x}", m.id)).expect("hex is a valid name"))
+        };
+        used.insert(name.clone());
+        for u in &m.peer_urls {
+            out.push((name.clone(), u.clone()));
+        }
+    }
+    if !out.iter().any(|(_, u)| *u == my_url) {
+        out.retain(|(n, _)| *n != me.name);
+        out.push((me.name.clone(), my_url));
+    }
+    out.sort();
+    out
+}
+
+fn display_name(m: &EtcdMember) -> String {
+    if m.name.is_empty() { format!("(unstarted {:x})", m.id) } else { m.name.clone() }
+}
+
+fn names(c: &[Candidate]) -> String {
+    if c.is_empty() {
+        return "none".into();
+    }
+    let mut n: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+    n.sort();
+    n.join(", ")
+}
+
+/// Applies an action to the facts the way etcd would, to show what a run would do without doing
+/// it (`plan`, `--dry-run`). Returns the actions in order and the final outcome.
+pub fn simulate(f: &Facts<'_>) -> (Vec<(Action, String)>, Outcome) {
+    let mut probes = f.probes.to_vec();
+    let mut data = f.data;
+    let mut removed = f.removed_this_run;
+    let mut steps = Vec::new();
+    loop {
+        let facts = Facts { probes: &probes, data, removed_this_run: removed, ..f.clone() };
+        let out = decide(&facts);
+        let Decision::Act(action) = &out.decision else { return (steps, out) };
+        if steps.len() >= 8 {
+            return (steps, out);
+        }
+        for p in &mut probes {
+            if let PeerAnswer::Answered(view) = &mut p.answer {
+                match action {
+                    Action::RemoveMember { id, .. } => view.members.retain(|m| m.id != *id),
+                    Action::AddMember { peer_url, learner } => view.members.push(EtcdMember {
+                        id: 0,
+                        name: String::new(),
+                        peer_urls: vec![peer_url.clone()],
+                        client_urls: vec![],
+                        is_learner: *learner,
+                    }),
+                    Action::MoveDataAside => {}
+                }
+            }
+        }
+        match action {
+            Action::MoveDataAside => data = DataDir::Empty,
+            Action::RemoveMember { peer_urls, .. } if !peer_urls.contains(&peer_url(f, f.me.expect("acting implies me"))) => {
+                removed += 1
+            }
+            _ => {}
+        }
+        steps.push((action.clone(), out.reason));
+    }
+}

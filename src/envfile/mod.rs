@@ -1,0 +1,276 @@
+//! etcd's environment file: rendered from a typed plan, validated, written atomically.
+//!
+//! The file must mean the same to systemd's `EnvironmentFile=` and to a POSIX shell's
+//! `set -a; . FILE`. Both agree on `KEY=VALUE` lines whose value holds no whitespace, quote,
+//! backslash, `$`, backtick, `#`, `~`, `;` or control character; every value is checked against
+//! that character set before anything is written (defence in depth: the types that feed the
+//! renderer are already validated). The contract is documented in `docs/env-file.md`.
+
+mod write;
+
+pub use write::write_atomic;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use crate::config::{ClusterSpec, EtcdTls};
+use crate::member::{Host, MemberName, url};
+
+/// `new` or `existing`, etcd's `--initial-cluster-state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        }
+    }
+}
+
+/// Everything the env file says, as typed values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdEnv<'a> {
+    pub name: &'a MemberName,
+    pub host: &'a Host,
+    pub state: ClusterState,
+    /// `name=peer-url` pairs, in the order they are written.
+    pub initial_cluster: &'a [(MemberName, String)],
+    pub spec: &'a ClusterSpec,
+    pub tls: &'a EtcdTls,
+}
+
+/// The ordered `KEY=VALUE` pairs of the file.
+pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
+    let spec = env.spec;
+    let peer_url = url(spec.peer_scheme, env.host, spec.peer_port);
+    let client_url = url(spec.client_scheme, env.host, spec.client_port);
+    // etcd binds listen URLs, so they must be IPs: a DNS-named node listens on every address.
+    let listen_host = match env.host {
+        Host::Ip(_) => env.host.clone(),
+        Host::Dns(_) => Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    };
+    let mut listen_client = vec![url(spec.client_scheme, &listen_host, spec.client_port)];
+    // Local clients (etcdctl, health checks) reach etcd on loopback too, unless the node's own
+    // address already is loopback or a wildcard that covers it.
+    if let Host::Ip(ip) = &listen_host {
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            listen_client.push(url(spec.client_scheme, &lo, spec.client_port));
+        }
+    }
+    let initial_cluster = env
+        .initial_cluster
+        .iter()
+        .map(|(name, url)| format!("{name}={url}"))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let mut out = vec![
+        ("ETCD_NAME", env.name.to_string()),
+        ("ETCD_DATA_DIR", path(&spec.data_dir)),
+        ("ETCD_INITIAL_CLUSTER", initial_cluster),
+        ("ETCD_INITIAL_CLUSTER_STATE", env.state.as_str().to_owned()),
+        ("ETCD_INITIAL_CLUSTER_TOKEN", spec.token.clone()),
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer_url),
+        ("ETCD_LISTEN_PEER_URLS", url(spec.peer_scheme, &listen_host, spec.peer_port)),
+        ("ETCD_ADVERTISE_CLIENT_URLS", client_url),
+        ("ETCD_LISTEN_CLIENT_URLS", listen_client.join(",")),
+    ];
+    let tls = env.tls;
+    let files = [
+        ("ETCD_CERT_FILE", &tls.cert_file),
+        ("ETCD_KEY_FILE", &tls.key_file),
+        ("ETCD_TRUSTED_CA_FILE", &tls.trusted_ca_file),
+        ("ETCD_PEER_CERT_FILE", &tls.peer_cert_file),
+        ("ETCD_PEER_KEY_FILE", &tls.peer_key_file),
+        ("ETCD_PEER_TRUSTED_CA_FILE", &tls.peer_trusted_ca_file),
+    ];
+    out.extend(files.into_iter().filter_map(|(k, p)| p.as_deref().map(|p| (k, path(p)))));
+    if tls.client_cert_auth {
+        out.push(("ETCD_CLIENT_CERT_AUTH", "true".into()));
+    }
+    if tls.peer_client_cert_auth {
+        out.push(("ETCD_PEER_CLIENT_CERT_AUTH", "true".into()));
+    }
+    out
+}
+
+/// Renders the file, refusing any value outside the safe character set.
+pub fn render(env: &EtcdEnv<'_>) -> Result<String, String> {
+    let mut text = String::from(
+        "# Written by etcd-bootstrap; rewritten at every boot, do not edit.\n\
+         # Read by etcd.service through EnvironmentFile=; see docs/env-file.md.\n",
+    );
+    for (key, value) in entries(env) {
+        check_value(&value).map_err(|e| format!("{key}: {e}"))?;
+        text.push_str(key);
+        text.push('=');
+        text.push_str(&value);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// A value is safe when systemd and a POSIX shell read it the same way, unquoted.
+pub fn check_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("value is empty".into());
+    }
+    match value.chars().find(|c| !is_safe(*c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "value {} contains {c:?}, which the env file cannot carry safely",
+            crate::member::excerpt(value)
+        )),
+    }
+}
+
+fn is_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(c, '.' | '_' | '-' | ':' | '/' | ',' | '=' | '@' | '%' | '+' | '[' | ']')
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::Scheme;
+
+    fn spec() -> ClusterSpec {
+        ClusterSpec {
+            size: 3,
+            token: "prod".into(),
+            data_dir: "/var/lib/etcd".into(),
+            peer_scheme: Scheme::Https,
+            client_scheme: Scheme::Http,
+            peer_port: 2380,
+            client_port: 2379,
+            remove_dead_members: true,
+            join_as_learner: false,
+            replace_stale_data: false,
+        }
+    }
+
+    fn members(list: &[(&str, &str)]) -> Vec<(MemberName, String)> {
+        list.iter()
+            .map(|(n, u)| (MemberName::parse(n).unwrap(), (*u).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn renders_every_key_for_an_ipv6_node() {
+        let name = MemberName::parse("etcd-0").unwrap();
+        let host = Host::parse("fd00::1").unwrap();
+        let ic = members(&[("etcd-0", "https://[fd00::1]:2380"), ("etcd-1", "https://[fd00::2]:2380")]);
+        let tls = EtcdTls {
+            peer_cert_file: Some("/etc/etcd/peer.crt".into()),
+            peer_key_file: Some("/etc/etcd/peer.key".into()),
+            peer_client_cert_auth: true,
+            ..Default::default()
+        };
+        let spec = spec();
+        let text = render(&EtcdEnv {
+            name: &name,
+            host: &host,
+            state: ClusterState::New,
+            initial_cluster: &ic,
+            spec: &spec,
+            tls: &tls,
+        })
+        .unwrap();
+        let expected = "ETCD_NAME=etcd-0
+ETCD_DATA_DIR=/var/lib/etcd
+ETCD_INITIAL_CLUSTER=etcd-0=https://[fd00::1]:2380,etcd-1=https://[fd00::2]:2380
+ETCD_INITIAL_CLUSTER_STATE=new
+ETCD_INITIAL_CLUSTER_TOKEN=prod
+ETCD_INITIAL_ADVERTISE_PEER_URLS=https://[fd00::1]:2380
+ETCD_LISTEN_PEER_URLS=https://[fd00::1]:2380
+ETCD_ADVERTISE_CLIENT_URLS=http://[fd00::1]:2379
+ETCD_LISTEN_CLIENT_URLS=http://[fd00::1]:2379,http://127.0.0.1:2379
+ETCD_PEER_CERT_FILE=/etc/etcd/peer.crt
+ETCD_PEER_KEY_FILE=/etc/etcd/peer.key
+ETCD_PEER_CLIENT_CERT_AUTH=true
+";
+        let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn dns_named_nodes_listen_on_all_addresses_and_loopback_nodes_add_no_loopback() {
+        let name = MemberName::parse("infra0").unwrap();
+        let spec = spec();
+        let tls = EtcdTls::default();
+        let ic = members(&[("infra0", "https://infra0.example.com:2380")]);
+        let dns = Host::parse("infra0.example.com").unwrap();
+        let env = EtcdEnv { name: &name, host: &dns, state: ClusterState::Existing, initial_cluster: &ic, spec: &spec, tls: &tls };
+        let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
+        assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://0.0.0.0:2380");
+        assert_eq!(map["ETCD_LISTEN_CLIENT_URLS"], "http://0.0.0.0:2379");
+        assert_eq!(map["ETCD_ADVERTISE_CLIENT_URLS"], "http://infra0.example.com:2379");
+
+        let lo = Host::parse("127.0.0.11").unwrap();
+        let env = EtcdEnv { host: &lo, ..env };
+        let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
+        assert_eq!(map["ETCD_LISTEN_CLIENT_URLS"], "http://127.0.0.11:2379");
+    }
+
+    #[test]
+    fn the_validator_refuses_everything_that_could_break_out() {
+        let long = "a".repeat(300);
+        for (bad, why) in [
+            ("a\nETCD_NAME=evil", "newline"),
+            ("it's", "single quote"),
+            ("\"x\"", "double quote"),
+            ("$(reboot)", "dollar"),
+            ("`id`", "backtick"),
+            ("a b", "space"),
+            ("a\\b", "backslash"),
+            ("#x", "comment"),
+            ("~root", "tilde"),
+            ("a;b", "semicolon"),
+            ("a\0b", "NUL"),
+            ("", "empty"),
+        ] {
+            assert!(check_value(bad).is_err(), "{why}: {bad:?} must be refused");
+        }
+        // '=' and ',' are legitimate inside ETCD_INITIAL_CLUSTER; a name holding them is refused
+        // earlier, by MemberName (see member.rs), and so is a 300-character name.
+        assert!(check_value("a=http://x:1,b=http://y:1").is_ok());
+        assert!(MemberName::parse(&long).is_err());
+    }
+
+    /// The file must mean the same thing to a POSIX shell as to systemd's simple KEY=VALUE reading.
+    #[test]
+    fn a_posix_shell_reads_exactly_the_rendered_values() {
+        let name = MemberName::parse("etcd-0").unwrap();
+        let host = Host::parse("fd00::1").unwrap();
+        let ic = members(&[("etcd-0", "https://[fd00::1]:2380")]);
+        let mut spec = spec();
+        spec.data_dir = "/var/lib/etcd/x+y@z:1".into();
+        let tls = EtcdTls::default();
+        let env = EtcdEnv { name: &name, host: &host, state: ClusterState::New, initial_cluster: &ic, spec: &spec, tls: &tls };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etcd.env");
+        std::fs::write(&file, render(&env).unwrap()).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("set -a; . \"$0\"; env")
+            .arg(&file)
+            .env_clear()
+            .output()
+            .unwrap();
+        let shell_env = String::from_utf8(out.stdout).unwrap();
+        for (k, v) in entries(&env) {
+            assert!(shell_env.lines().any(|l| l == format!("{k}={v}")), "{k}={v} not read back by sh");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! etcd-bootstrap: a boot-time agent that finds an etcd node's peers, decides whether the node
+//! bootstraps a new cluster, joins an existing one or restarts on its data, writes etcd's
+//! environment file and tells systemd how it went.
+
+pub mod config;
+pub mod decide;
+pub mod envfile;
+pub mod member;
