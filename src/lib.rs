@@ -2,7 +2,17 @@
 //! bootstraps a new cluster, joins an existing one or restarts on its data, writes etcd's
 //! environment file and tells systemd how it went.
 
+pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod discovery;
 pub mod envfile;
+pub mod error;
+pub mod etcd;
+pub mod http;
 pub mod member;
+pub mod notify;
+pub mod promote;
+pub mod report;
+pub mod run;

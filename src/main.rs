@@ -1,1 +1,141 @@
-fn main() {}
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use etcd_bootstrap::cli::{Cli, Command, Format};
+use etcd_bootstrap::config::{self, Layers};
+use etcd_bootstrap::decide::Decision;
+use etcd_bootstrap::error::{Failure, Kind};
+use etcd_bootstrap::etcd::EtcdClient;
+use etcd_bootstrap::run::Agent;
+use etcd_bootstrap::{notify, report};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(Kind::Usage.exit_code() as u8);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    init_logging(cli.verbose);
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            tracing::error!("{}", f.message);
+            notify::failed(&format!("failed: {}", f.message), f.kind.errno());
+            ExitCode::from(f.kind.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    // journald stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn real_main(cli: Cli) -> Result<(), Failure> {
+    let layers = Layers {
+        config_file: cli.config.clone(),
+        env: std::env::vars().collect(),
+        overrides: cli.overrides().map_err(|e| Failure::new(Kind::Usage, e))?,
+    };
+    let (settings, files) = config::load(&layers).map_err(|e| Failure::new(Kind::Config, e))?;
+    for f in &files {
+        tracing::debug!("read configuration from {}", f.display());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                Kind::Software,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })?;
+    let agent = Agent::new(settings)?;
+
+    match cli.command {
+        None => run(&runtime, &agent, cli.dry_run),
+        Some(Command::Run { dry_run }) => run(&runtime, &agent, dry_run || cli.dry_run),
+        Some(Command::Plan { format }) => {
+            let (obs, steps, outcome) = runtime.block_on(agent.plan())?;
+            let env = match (&outcome.decision, obs.me) {
+                (Decision::Start(plan), Some(i)) => {
+                    Some(agent.render_env(&obs.candidates[i], plan)?)
+                }
+                _ => None,
+            };
+            let text = match format {
+                Format::Text => report::text(&obs, &steps, &outcome, env.as_deref()),
+                Format::Json => report::json(&obs, &steps, &outcome, env.as_deref()),
+            };
+            println!("{}", text.trim_end());
+            Ok(())
+        }
+        Some(Command::Promote { timeout }) => {
+            let timeout: Duration = config::duration::parse(&timeout)
+                .map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))?;
+            let client = EtcdClient::new(&agent.settings.etcd_client)
+                .map_err(|e| Failure::new(Kind::Config, e))?;
+            let done =
+                runtime.block_on(etcd_bootstrap::promote::promote(&agent, &client, timeout))?;
+            tracing::info!("{done}");
+            notify::status(&done);
+            Ok(())
+        }
+    }
+}
+
+fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Result<(), Failure> {
+    notify::status("discovering peers");
+    let done = runtime.block_on(agent.run(dry_run))?;
+    if dry_run {
+        for (action, why) in &done.steps {
+            tracing::info!("dry run: would {action:?}: {why}");
+        }
+        tracing::info!(
+            row = done.outcome.row.as_str(),
+            "dry run: {}",
+            done.outcome.reason
+        );
+        print!("{}", done.env);
+        return Ok(());
+    }
+    let path = agent.settings.env_file.display();
+    let state = match &done.outcome.decision {
+        Decision::Start(p) => p.state.as_str(),
+        _ => unreachable!("run returns only start decisions"),
+    };
+    tracing::info!(
+        row = done.outcome.row.as_str(),
+        state,
+        "wrote {path}: {}",
+        done.outcome.reason
+    );
+    notify::ready(&format!(
+        "{} ({}): wrote {path}",
+        state,
+        done.outcome.row.as_str()
+    ));
+    Ok(())
+}

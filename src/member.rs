@@ -71,7 +71,10 @@ impl Host {
     /// Accepts canonical IPv4/IPv6 addresses and DNS host names. IPv6 zone ids (`fe80::1%eth0`)
     /// are refused: a link-local address means nothing on another machine.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let trimmed = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(raw);
+        let trimmed = raw
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(raw);
         if trimmed.contains('%') {
             return Err(format!(
                 "address {} has an IPv6 zone id, which other machines cannot use",
@@ -95,7 +98,10 @@ impl Host {
             // A string of digits and dots is an IPv4 address that failed to parse (e.g. "10.0.0.256"
             // or "010.0.0.1"); do not let it pass as a host name.
             if name.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                return Err(format!("address {} is not a valid IPv4 address", excerpt(raw)));
+                return Err(format!(
+                    "address {} is not a valid IPv4 address",
+                    excerpt(raw)
+                ));
             }
             return Ok(Host::Dns(name.to_ascii_lowercase()));
         }

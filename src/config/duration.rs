@@ -25,7 +25,11 @@ pub fn parse(raw: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
             "" => return Err(format!("{raw:?} needs a unit: ms, s, m or h")),
-            other => return Err(format!("{raw:?} has an unknown unit {other:?} (ms, s, m, h)")),
+            other => {
+                return Err(format!(
+                    "{raw:?} has an unknown unit {other:?} (ms, s, m, h)"
+                ));
+            }
         };
         total = total.saturating_add(part);
         rest = &rest[unit_len..];

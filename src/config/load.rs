@@ -36,7 +36,10 @@ pub fn load(layers: &Layers) -> Result<(Settings, Vec<PathBuf>), String> {
     let mut builder = Config::builder();
     let mut read = Vec::new();
 
-    let main = layers.config_file.clone().unwrap_or_else(|| DEFAULT_CONFIG.into());
+    let main = layers
+        .config_file
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONFIG.into());
     match std::fs::read_to_string(&main) {
         Ok(text) => {
             builder = builder.add_source(checked_file(&main, &text)?);
@@ -54,10 +57,18 @@ pub fn load(layers: &Layers) -> Result<(Settings, Vec<PathBuf>), String> {
     }
 
     let prefix = format!("{ENV_PREFIX}_");
-    let mut env: Vec<_> = layers.env.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+    let mut env: Vec<_> = layers
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .collect();
     env.sort();
     for (var, value) in env {
-        let key = var[prefix.len()..].split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase();
+        let key = var[prefix.len()..]
+            .split("__")
+            .collect::<Vec<_>>()
+            .join(".")
+            .to_ascii_lowercase();
         let value = if LIST_KEYS.contains(&key.as_str()) {
             OverrideValue::List(value.split(',').map(|s| s.trim().to_owned()).collect())
         } else {
@@ -102,7 +113,10 @@ fn fragments(main: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Parses one file on its own so errors name it, then hands its text to `config`.
-fn checked_file(path: &Path, text: &str) -> Result<File<config::FileSourceString, FileFormat>, String> {
+fn checked_file(
+    path: &Path,
+    text: &str,
+) -> Result<File<config::FileSourceString, FileFormat>, String> {
     if let Err(e) = toml::from_str::<Raw>(text) {
         let line = e
             .span()
@@ -164,7 +178,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
     }
 
     fn layers(path: &Path) -> Layers {
-        Layers { config_file: Some(path.to_owned()), ..Default::default() }
+        Layers {
+            config_file: Some(path.to_owned()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -193,7 +210,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         );
         let (s, read) = load(&layers(&path)).unwrap();
         assert_eq!(s.cluster.size, 5, "20-size.toml comes after 10-size.toml");
-        assert_eq!(s.cluster.token, "frag", "keys a later fragment does not set survive");
+        assert_eq!(
+            s.cluster.token, "frag",
+            "keys a later fragment does not set survive"
+        );
         assert_eq!(read.len(), 3);
     }
 
@@ -204,7 +224,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         l.env = vec![
             ("ETCD_BOOTSTRAP_CLUSTER__SIZE".into(), "7".into()),
             ("ETCD_BOOTSTRAP_CLUSTER__TOKEN".into(), "0123".into()),
-            ("ETCD_BOOTSTRAP_DISCOVERY__STATIC__PEERS".into(), "a=127.0.0.1, b=127.0.0.2".into()),
+            (
+                "ETCD_BOOTSTRAP_DISCOVERY__STATIC__PEERS".into(),
+                "a=127.0.0.1, b=127.0.0.2".into(),
+            ),
             ("UNRELATED".into(), "x".into()),
         ];
         let (s, _) = load(&l).unwrap();
@@ -232,7 +255,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
     fn unknown_section_in_the_main_file_is_refused() {
         let (_d, path) = dir_with(&format!("{BASE}\n[clsuter]\nsize = 3\n"), &[]);
         let err = load(&layers(&path)).unwrap_err();
-        assert!(err.contains("config.toml") && err.contains("clsuter"), "{err}");
+        assert!(
+            err.contains("config.toml") && err.contains("clsuter"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -241,7 +267,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         let mut l = layers(&path);
         l.env = vec![("ETCD_BOOTSTRAP_CLUSTER__SISE".into(), "5".into())];
         let err = load(&l).unwrap_err();
-        assert!(err.contains("ETCD_BOOTSTRAP_CLUSTER__SISE") && err.contains("sise"), "{err}");
+        assert!(
+            err.contains("ETCD_BOOTSTRAP_CLUSTER__SISE") && err.contains("sise"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -251,12 +280,26 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         assert!(err.contains("1.toml"), "{err}");
 
         let (_d, path) = dir_with(BASE, &[("1.toml", "[cluster]\nsize = 0\n")]);
-        assert!(load(&layers(&path)).unwrap_err().contains("cluster.size is 0"));
+        assert!(
+            load(&layers(&path))
+                .unwrap_err()
+                .contains("cluster.size is 0")
+        );
 
-        let (_d, path) = dir_with(BASE, &[("1.toml", "[discovery]\ntimeout = \"10 minutes\"\n")]);
-        assert!(load(&layers(&path)).unwrap_err().contains("discovery.timeout"));
+        let (_d, path) = dir_with(
+            BASE,
+            &[("1.toml", "[discovery]\ntimeout = \"10 minutes\"\n")],
+        );
+        assert!(
+            load(&layers(&path))
+                .unwrap_err()
+                .contains("discovery.timeout")
+        );
 
-        let (_d, path) = dir_with(BASE, &[("1.toml", "[discovery.static]\npeers = [\"a=b=c\"]\n")]);
+        let (_d, path) = dir_with(
+            BASE,
+            &[("1.toml", "[discovery.static]\npeers = [\"a=b=c\"]\n")],
+        );
         assert!(load(&layers(&path)).unwrap_err().contains("static.peers"));
     }
 
@@ -269,6 +312,10 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
     #[test]
     fn https_without_certificates_is_a_config_error() {
         let (_d, path) = dir_with(BASE, &[("1.toml", "[cluster]\npeer_scheme = \"https\"\n")]);
-        assert!(load(&layers(&path)).unwrap_err().contains("tls.peer_cert_file"));
+        assert!(
+            load(&layers(&path))
+                .unwrap_err()
+                .contains("tls.peer_cert_file")
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! The contract is documented in `docs/configuration.md`.
 
 pub mod duration;
-mod load;
+pub mod load;
 
 pub use load::{Layers, load};
 
@@ -194,7 +194,9 @@ impl Settings {
         let c = raw.cluster;
         let size = c.size.unwrap_or(3);
         if !(1..=MAX_SIZE).contains(&size) {
-            return Err(format!("cluster.size is {size}; it must be between 1 and {MAX_SIZE}"));
+            return Err(format!(
+                "cluster.size is {size}; it must be between 1 and {MAX_SIZE}"
+            ));
         }
         let token = c.token.unwrap_or_else(|| "etcd-cluster".into());
         check_token(&token)?;
@@ -224,7 +226,10 @@ impl Settings {
             "static" => {
                 let peers = d.static_list.peers.unwrap_or_default();
                 if peers.is_empty() {
-                    return Err("discovery.static.peers is empty; list the members as \"name=address\"".into());
+                    return Err(
+                        "discovery.static.peers is empty; list the members as \"name=address\""
+                            .into(),
+                    );
                 }
                 let peers = peers
                     .iter()
@@ -251,7 +256,9 @@ impl Settings {
             max_interval: dur("discovery.max_interval", d.max_interval.as_deref(), "15s")?,
         };
         if discovery.interval.is_zero() || discovery.max_interval < discovery.interval {
-            return Err("discovery.interval must be above zero and at most discovery.max_interval".into());
+            return Err(
+                "discovery.interval must be above zero and at most discovery.max_interval".into(),
+            );
         }
 
         let env_file = raw
@@ -273,7 +280,10 @@ impl Settings {
             timeout: dur("etcd_client.timeout", e.timeout.as_deref(), "2s")?,
         };
         if etcd_client.cert_file.is_some() != etcd_client.key_file.is_some() {
-            return Err("etcd_client.cert_file and etcd_client.key_file go together; set both or neither".into());
+            return Err(
+                "etcd_client.cert_file and etcd_client.key_file go together; set both or neither"
+                    .into(),
+            );
         }
 
         let t = raw.tls;
@@ -299,7 +309,9 @@ impl Settings {
                 check_path(key, p)?;
             }
         }
-        if cluster.client_scheme == Scheme::Https && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+        if cluster.client_scheme == Scheme::Https
+            && (tls.cert_file.is_none() || tls.key_file.is_none())
+        {
             return Err("cluster.client_scheme is https but tls.cert_file and tls.key_file are not both set".into());
         }
         if cluster.peer_scheme == Scheme::Https
@@ -311,13 +323,23 @@ impl Settings {
             );
         }
 
-        Ok(Settings { node, cluster, discovery, env_file, etcd_client, tls })
+        Ok(Settings {
+            node,
+            cluster,
+            discovery,
+            env_file,
+            etcd_client,
+            tls,
+        })
     }
 }
 
 fn parse_static_peer(entry: &str) -> Result<(MemberName, Host), String> {
     let (name, addr) = entry.split_once('=').ok_or_else(|| {
-        format!("discovery.static.peers entry {} is not \"name=address\"", excerpt(entry))
+        format!(
+            "discovery.static.peers entry {} is not \"name=address\"",
+            excerpt(entry)
+        )
     })?;
     let name = MemberName::parse(name).map_err(|e| format!("discovery.static.peers: {e}"))?;
     let host = Host::parse(addr).map_err(|e| format!("discovery.static.peers: {e}"))?;
@@ -339,7 +361,9 @@ fn dur(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String
 fn check_token(token: &str) -> Result<(), String> {
     let ok = !token.is_empty()
         && token.len() <= 128
-        && token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -354,8 +378,9 @@ fn check_token(token: &str) -> Result<(), String> {
 pub fn check_path(key: &str, path: &std::path::Path) -> Result<(), String> {
     let s = path.to_string_lossy();
     let ok = path.is_absolute()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | ':'));
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | ':')
+        });
     if ok {
         Ok(())
     } else {

@@ -61,8 +61,15 @@ impl Row {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    RemoveMember { id: u64, name: String, peer_urls: Vec<String> },
-    AddMember { peer_url: String, learner: bool },
+    RemoveMember {
+        id: u64,
+        name: String,
+        peer_urls: Vec<String>,
+    },
+    AddMember {
+        peer_url: String,
+        learner: bool,
+    },
     /// Rename the data dir aside (never delete it) so this node can join afresh.
     MoveDataAside,
 }
@@ -98,7 +105,11 @@ pub struct Outcome {
 }
 
 fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
-    Outcome { row, decision, reason: reason.into() }
+    Outcome {
+        row,
+        decision,
+        reason: reason.into(),
+    }
 }
 
 fn wait(reason: impl Into<String>) -> Outcome {
@@ -126,26 +137,51 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
 
     match (f.data, view) {
         (DataDir::HasMember, Some(view)) => {
-            let mine = view.members.iter().any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str());
+            let mine = view
+                .members
+                .iter()
+                .any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str());
             if mine {
-                let plan = StartPlan { state: ClusterState::Existing, initial_cluster: initial_cluster(f, view, me) };
-                return outcome(Row::Restart, Decision::Start(plan), "local data and the cluster lists this member: restart on the data, membership unchanged");
+                let plan = StartPlan {
+                    state: ClusterState::Existing,
+                    initial_cluster: initial_cluster(f, view, me),
+                };
+                return outcome(
+                    Row::Restart,
+                    Decision::Start(plan),
+                    "local data and the cluster lists this member: restart on the data, membership unchanged",
+                );
             }
             if f.spec.replace_stale_data {
-                return outcome(Row::Removed, Decision::Act(Action::MoveDataAside), format!(
-                    "local data belongs to a member the cluster {:x} no longer lists; cluster.replace_stale_data is on: moving the data dir aside to join afresh",
-                    view.cluster_id
-                ));
+                return outcome(
+                    Row::Removed,
+                    Decision::Act(Action::MoveDataAside),
+                    format!(
+                        "local data belongs to a member the cluster {:x} no longer lists; cluster.replace_stale_data is on: moving the data dir aside to join afresh",
+                        view.cluster_id
+                    ),
+                );
             }
-            outcome(Row::Removed, Decision::Refuse, format!(
-                "local data in {} belongs to a member that cluster {:x} no longer lists (it was removed); refusing to start it. Move the data dir aside by hand or set cluster.replace_stale_data = true",
-                f.spec.data_dir.display(), view.cluster_id
-            ))
+            outcome(
+                Row::Removed,
+                Decision::Refuse,
+                format!(
+                    "local data in {} belongs to a member that cluster {:x} no longer lists (it was removed); refusing to start it. Move the data dir aside by hand or set cluster.replace_stale_data = true",
+                    f.spec.data_dir.display(),
+                    view.cluster_id
+                ),
+            )
         }
         (DataDir::HasMember, None) => {
-            let plan = StartPlan { state: ClusterState::Existing, initial_cluster: discovered_cluster(f) };
-            outcome(Row::RestartUnreachable, Decision::Start(plan),
-                "local data and no cluster answered: restart on the data (etcd ignores the initial-cluster settings when it has data)")
+            let plan = StartPlan {
+                state: ClusterState::Existing,
+                initial_cluster: discovered_cluster(f),
+            };
+            outcome(
+                Row::RestartUnreachable,
+                Decision::Start(plan),
+                "local data and no cluster answered: restart on the data (etcd ignores the initial-cluster settings when it has data)",
+            )
         }
         (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
         (DataDir::Empty, None) => decide_without_cluster(f, me),
@@ -158,7 +194,9 @@ fn answered_view<'f>(f: &'f Facts<'_>) -> Result<Option<&'f ClusterView>, String
         PeerAnswer::Answered(v) => Some((p, v)),
         _ => None,
     });
-    let Some((first_peer, first)) = views.next() else { return Ok(None) };
+    let Some((first_peer, first)) = views.next() else {
+        return Ok(None);
+    };
     for (peer, v) in views {
         if v.cluster_id != first.cluster_id {
             return Err(format!(
@@ -171,30 +209,55 @@ fn answered_view<'f>(f: &'f Facts<'_>) -> Result<Option<&'f ClusterView>, String
 }
 
 fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &ClusterView) -> Outcome {
-    if let Some(m) = view.members.iter().find(|m| m.peer_urls.iter().any(|u| u == my_url)) {
+    if let Some(m) = view
+        .members
+        .iter()
+        .find(|m| m.peer_urls.iter().any(|u| u == my_url))
+    {
         if !m.has_started() {
-            let plan = StartPlan { state: ClusterState::Existing, initial_cluster: initial_cluster(f, view, me) };
-            return outcome(Row::Reuse, Decision::Start(plan), format!(
-                "the cluster already lists an unstarted member {:x} with this node's peer URL {my_url}: reusing it",
-                m.id
-            ));
+            let plan = StartPlan {
+                state: ClusterState::Existing,
+                initial_cluster: initial_cluster(f, view, me),
+            };
+            return outcome(
+                Row::Reuse,
+                Decision::Start(plan),
+                format!(
+                    "the cluster already lists an unstarted member {:x} with this node's peer URL {my_url}: reusing it",
+                    m.id
+                ),
+            );
         }
-        return outcome(Row::ReplaceSelf, remove(m), format!(
-            "member {:x} with this node's peer URL {my_url} has run before, but the data dir is empty: the data was lost; removing the old member to add this node again",
-            m.id
-        ));
+        return outcome(
+            Row::ReplaceSelf,
+            remove(m),
+            format!(
+                "member {:x} with this node's peer URL {my_url} has run before, but the data dir is empty: the data was lost; removing the old member to add this node again",
+                m.id
+            ),
+        );
     }
     if let Some(m) = view.members.iter().find(|m| m.name == me.name.as_str()) {
         if let Some(owner) = m.peer_urls.iter().find_map(|u| owner_of(f, u)) {
-            return outcome(Row::ReplaceSelf, Decision::Refuse, format!(
-                "member {:x} is named {} like this node but its peer URL belongs to {}; member names must be unique",
-                m.id, me.name, owner.name
-            ));
+            return outcome(
+                Row::ReplaceSelf,
+                Decision::Refuse,
+                format!(
+                    "member {:x} is named {} like this node but its peer URL belongs to {}; member names must be unique",
+                    m.id, me.name, owner.name
+                ),
+            );
         }
-        return outcome(Row::ReplaceSelf, remove(m), format!(
-            "member {:x} is named {} like this node but has the peer URL {} that no discovered machine has: it is this node at its old address; removing it to add this node again",
-            m.id, me.name, m.peer_urls.join(",")
-        ));
+        return outcome(
+            Row::ReplaceSelf,
+            remove(m),
+            format!(
+                "member {:x} is named {} like this node but has the peer URL {} that no discovered machine has: it is this node at its old address; removing it to add this node again",
+                m.id,
+                me.name,
+                m.peer_urls.join(",")
+            ),
+        );
     }
 
     // Not a member: join. First the dead, whose peer URLs belong to no discovered machine.
@@ -203,38 +266,56 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
         .iter()
         .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
         .collect();
-    let healthy = view.members.iter().filter(|m| is_healthy(f, m, view.cluster_id)).count();
+    let healthy = view
+        .members
+        .iter()
+        .filter(|m| is_healthy(f, m, view.cluster_id))
+        .count();
     let live = view.members.len() - dead.len();
 
-    if let Some(d) = dead.first() {
-        if f.spec.remove_dead_members && f.removed_this_run == 0 {
-            let after = view.members.len() - 1;
-            if healthy < quorum(after) {
-                return wait(format!(
-                    "member {} ({:x}) is dead, but removing it would leave {healthy} healthy of {after}, below quorum {}; waiting for members to recover",
-                    display_name(d), d.id, quorum(after)
-                ));
-            }
-            return outcome(Row::Join, remove(d), format!(
-                "member {} ({:x}, {}) belongs to no discovered machine: removing the dead member before joining ({healthy} of {} healthy)",
-                display_name(d), d.id, d.peer_urls.join(","), view.members.len()
+    if let Some(d) = dead.first()
+        && f.spec.remove_dead_members
+        && f.removed_this_run == 0
+    {
+        let after = view.members.len() - 1;
+        if healthy < quorum(after) {
+            return wait(format!(
+                "member {} ({:x}) is dead, but removing it would leave {healthy} healthy of {after}, below quorum {}; waiting for members to recover",
+                display_name(d),
+                d.id,
+                quorum(after)
             ));
         }
+        return outcome(
+            Row::Join,
+            remove(d),
+            format!(
+                "member {} ({:x}, {}) belongs to no discovered machine: removing the dead member before joining ({healthy} of {} healthy)",
+                display_name(d),
+                d.id,
+                d.peer_urls.join(","),
+                view.members.len()
+            ),
+        );
     }
     if live >= f.spec.size {
         return wait(format!(
             "the cluster already has {live} live members and cluster.size is {}: not joining as an extra member ({})",
             f.spec.size,
-            view.members.iter().map(display_name).collect::<Vec<_>>().join(", ")
+            view.members
+                .iter()
+                .map(display_name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    if f.spec.join_as_learner {
-        if let Some(l) = view.members.iter().find(|m| m.is_learner) {
-            return wait(format!(
-                "learner {} is still catching up and etcd allows one learner at a time; waiting for its promotion",
-                display_name(l)
-            ));
-        }
+    if f.spec.join_as_learner
+        && let Some(l) = view.members.iter().find(|m| m.is_learner)
+    {
+        return wait(format!(
+            "learner {} is still catching up and etcd allows one learner at a time; waiting for its promotion",
+            display_name(l)
+        ));
     }
     let learner = f.spec.join_as_learner;
     // etcd's strict reconfiguration check refuses a voting member that would leave the healthy
@@ -245,25 +326,44 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
             "adding this node would make {} voters with only {healthy} healthy, below quorum {}{}",
             voters + 1,
             quorum(voters + 1),
-            if dead.is_empty() { String::new() } else {
-                format!("; dead members ({}) are kept because cluster.remove_dead_members is off or one was already removed this run",
-                    dead.iter().map(|d| display_name(d)).collect::<Vec<_>>().join(", "))
+            if dead.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; dead members ({}) are kept because cluster.remove_dead_members is off or one was already removed this run",
+                    dead.iter()
+                        .map(|d| display_name(d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         ));
     }
-    outcome(Row::Join, Decision::Act(Action::AddMember { peer_url: my_url.to_owned(), learner }), format!(
-        "cluster {:x} answers with {} members and does not list this node: adding it{}",
-        view.cluster_id,
-        view.members.len(),
-        if learner { " as a learner" } else { "" }
-    ))
+    outcome(
+        Row::Join,
+        Decision::Act(Action::AddMember {
+            peer_url: my_url.to_owned(),
+            learner,
+        }),
+        format!(
+            "cluster {:x} answers with {} members and does not list this node: adding it{}",
+            view.cluster_id,
+            view.members.len(),
+            if learner { " as a learner" } else { "" }
+        ),
+    )
 }
 
 fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let mut unknown = Vec::new();
     let mut forming = Vec::new();
     for c in f.discovered.iter().filter(|c| c.name != me.name) {
-        match f.probes.iter().find(|p| p.peer == c.name).map(|p| &p.answer) {
+        match f
+            .probes
+            .iter()
+            .find(|p| p.peer == c.name)
+            .map(|p| &p.answer)
+        {
             Some(PeerAnswer::Refused) => {}
             Some(PeerAnswer::Forming { members }) => forming.push((c, members)),
             Some(PeerAnswer::Unknown { reason }) => unknown.push(format!("{} ({reason})", c.name)),
@@ -279,7 +379,11 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     }
     let n = f.discovered.len();
     if n != f.spec.size {
-        let what = if n < f.spec.size { "waiting for" } else { "found more than the" };
+        let what = if n < f.spec.size {
+            "waiting for"
+        } else {
+            "found more than the"
+        };
         return wait(format!(
             "{what} {} members, found {n}: {}",
             f.spec.size,
@@ -293,18 +397,33 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             return wait(format!(
                 "{} is bootstrapping a different member set ({}); waiting until discovery agrees",
                 c.name,
-                theirs.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>().join(",")
+                theirs
+                    .iter()
+                    .map(|(n, u)| format!("{n}={u}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
     }
-    let plan = StartPlan { state: ClusterState::New, initial_cluster: expected };
-    outcome(Row::Bootstrap, Decision::Start(plan), format!(
-        "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
-    ))
+    let plan = StartPlan {
+        state: ClusterState::New,
+        initial_cluster: expected,
+    };
+    outcome(
+        Row::Bootstrap,
+        Decision::Start(plan),
+        format!(
+            "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
+        ),
+    )
 }
 
 fn remove(m: &EtcdMember) -> Decision {
-    Decision::Act(Action::RemoveMember { id: m.id, name: m.name.clone(), peer_urls: m.peer_urls.clone() })
+    Decision::Act(Action::RemoveMember {
+        id: m.id,
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+    })
 }
 
 fn peer_url(f: &Facts<'_>, c: &Candidate) -> String {
@@ -317,16 +436,24 @@ fn owner_of<'f>(f: &'f Facts<'_>, peer_url_: &str) -> Option<&'f Candidate> {
 
 /// A member is healthy when the discovered machine that owns it answered for the same cluster.
 fn is_healthy(f: &Facts<'_>, m: &EtcdMember, cluster_id: u64) -> bool {
-    m.peer_urls.iter().filter_map(|u| owner_of(f, u)).any(|owner| {
-        f.probes.iter().any(|p| {
-            p.peer == owner.name && matches!(&p.answer, PeerAnswer::Answered(v) if v.cluster_id == cluster_id)
+    m.peer_urls
+        .iter()
+        .filter_map(|u| owner_of(f, u))
+        .any(|owner| {
+            f.probes.iter().any(|p| {
+                p.peer == owner.name
+                    && matches!(&p.answer, PeerAnswer::Answered(v) if v.cluster_id == cluster_id)
+            })
         })
-    })
 }
 
 /// The bootstrap member set: every discovered machine, sorted by name (the same on every node).
 fn discovered_cluster(f: &Facts<'_>) -> Vec<(MemberName, String)> {
-    let mut out: Vec<_> = f.discovered.iter().map(|c| (c.name.clone(), peer_url(f, c))).collect();
+    let mut out: Vec<_> = f
+        .discovered
+        .iter()
+        .map(|c| (c.name.clone(), peer_url(f, c)))
+        .collect();
     out.sort();
     out
 }
@@ -342,7 +469,10 @@ fn forming_cluster(members: &[EtcdMember]) -> Vec<(String, String)> {
 
 fn same_set(forming: &[(String, String)], expected: &[(MemberName, String)]) -> bool {
     forming.len() == expected.len()
-        && forming.iter().zip(expected).all(|((a, u), (b, v))| a == b.as_str() && u == v)
+        && forming
+            .iter()
+            .zip(expected)
+            .all(|((a, u), (b, v))| a == b.as_str() && u == v)
 }
 
 /// `ETCD_INITIAL_CLUSTER` for joining or restarting: every member the cluster lists, this node
@@ -363,13 +493,18 @@ fn initial_cluster(f: &Facts<'_>, view: &ClusterView, me: &Candidate) -> Vec<(Me
         } else {
             let candidates = [
                 MemberName::parse(&m.name).ok(),
-                m.peer_urls.iter().find_map(|u| owner_of(f, u)).map(|c| c.name.clone()),
+                m.peer_urls
+                    .iter()
+                    .find_map(|u| owner_of(f, u))
+                    .map(|c| c.name.clone()),
             ];
             candidates
                 .into_iter()
                 .flatten()
                 .find(|n| !used.contains(n))
-                .unwrap_or_else(|| MemberName::parse(&format!("member-{:x}", m.id)).expect("hex is a valid name"))
+                .unwrap_or_else(|| {
+                    MemberName::parse(&format!("member-{:x}", m.id)).expect("hex is a valid name")
+                })
         };
         used.insert(name.clone());
         for u in &m.peer_urls {
@@ -385,7 +520,11 @@ fn initial_cluster(f: &Facts<'_>, view: &ClusterView, me: &Candidate) -> Vec<(Me
 }
 
 fn display_name(m: &EtcdMember) -> String {
-    if m.name.is_empty() { format!("(unstarted {:x})", m.id) } else { m.name.clone() }
+    if m.name.is_empty() {
+        format!("(unstarted {:x})", m.id)
+    } else {
+        m.name.clone()
+    }
 }
 
 fn names(c: &[Candidate]) -> String {
@@ -405,9 +544,16 @@ pub fn simulate(f: &Facts<'_>) -> (Vec<(Action, String)>, Outcome) {
     let mut removed = f.removed_this_run;
     let mut steps = Vec::new();
     loop {
-        let facts = Facts { probes: &probes, data, removed_this_run: removed, ..f.clone() };
+        let facts = Facts {
+            probes: &probes,
+            data,
+            removed_this_run: removed,
+            ..f.clone()
+        };
         let out = decide(&facts);
-        let Decision::Act(action) = &out.decision else { return (steps, out) };
+        let Decision::Act(action) = &out.decision else {
+            return (steps, out);
+        };
         if steps.len() >= 8 {
             return (steps, out);
         }
@@ -428,7 +574,9 @@ pub fn simulate(f: &Facts<'_>) -> (Vec<(Action, String)>, Outcome) {
         }
         match action {
             Action::MoveDataAside => data = DataDir::Empty,
-            Action::RemoveMember { peer_urls, .. } if !peer_urls.contains(&peer_url(f, f.me.expect("acting implies me"))) => {
+            Action::RemoveMember { peer_urls, .. }
+                if !peer_urls.contains(&peer_url(f, f.me.expect("acting implies me"))) =>
+            {
                 removed += 1
             }
             _ => {}

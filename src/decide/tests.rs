@@ -44,7 +44,10 @@ fn member(i: usize) -> EtcdMember {
 }
 
 fn view(members: Vec<EtcdMember>) -> ClusterView {
-    ClusterView { cluster_id: 0xc1, members }
+    ClusterView {
+        cluster_id: 0xc1,
+        members,
+    }
 }
 
 struct World {
@@ -60,13 +63,28 @@ impl World {
     /// `n` discovered machines, this node is machine 0, every peer refuses.
     fn new(size: usize, n: usize) -> Self {
         let discovered: Vec<_> = (0..n).map(cand).collect();
-        let probes = (1..n).map(|i| Probe { peer: cand(i).name, answer: PeerAnswer::Refused }).collect();
-        World { spec: spec(size), discovered, me: Some(0), data: DataDir::Empty, probes, removed: 0 }
+        let probes = (1..n)
+            .map(|i| Probe {
+                peer: cand(i).name,
+                answer: PeerAnswer::Refused,
+            })
+            .collect();
+        World {
+            spec: spec(size),
+            discovered,
+            me: Some(0),
+            data: DataDir::Empty,
+            probes,
+            removed: 0,
+        }
     }
     fn answer(mut self, i: usize, a: PeerAnswer) -> Self {
         let name = cand(i).name;
         self.probes.retain(|p| p.peer != name);
-        self.probes.push(Probe { peer: name, answer: a });
+        self.probes.push(Probe {
+            peer: name,
+            answer: a,
+        });
         self
     }
     fn all_answer(mut self, v: ClusterView) -> Self {
@@ -98,7 +116,11 @@ fn start(o: &Outcome) -> &StartPlan {
 }
 
 fn ic(plan: &StartPlan) -> String {
-    plan.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect::<Vec<_>>().join(",")
+    plan.initial_cluster
+        .iter()
+        .map(|(n, u)| format!("{n}={u}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 // ---- bootstrap -------------------------------------------------------------------------------
@@ -130,7 +152,12 @@ fn waits_for_missing_members_and_says_who_was_found() {
     for (size, found) in [(3, 2), (5, 4), (7, 1)] {
         let o = World::new(size, found).decide();
         assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
-        assert!(o.reason.contains(&format!("waiting for {size} members, found {found}")), "{}", o.reason);
+        assert!(
+            o.reason
+                .contains(&format!("waiting for {size} members, found {found}")),
+            "{}",
+            o.reason
+        );
         assert!(o.reason.contains("etcd-0"), "{}", o.reason);
     }
 }
@@ -139,7 +166,11 @@ fn waits_for_missing_members_and_says_who_was_found() {
 fn extra_members_are_never_bootstrapped_with() {
     let o = World::new(3, 4).decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("found more than the 3 members, found 4"), "{}", o.reason);
+    assert!(
+        o.reason.contains("found more than the 3 members, found 4"),
+        "{}",
+        o.reason
+    );
 }
 
 #[test]
@@ -148,12 +179,21 @@ fn waits_when_this_machine_is_not_discovered() {
     w.me = None;
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("not among the 3 discovered"), "{}", o.reason);
+    assert!(
+        o.reason.contains("not among the 3 discovered"),
+        "{}",
+        o.reason
+    );
 }
 
 #[test]
 fn unknown_peer_blocks_bootstrap() {
-    let w = World::new(3, 3).answer(2, PeerAnswer::Unknown { reason: "timed out".into() });
+    let w = World::new(3, 3).answer(
+        2,
+        PeerAnswer::Unknown {
+            reason: "timed out".into(),
+        },
+    );
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
     assert!(o.reason.contains("etcd-2 (timed out)"), "{}", o.reason);
@@ -168,15 +208,27 @@ fn an_unprobed_peer_counts_as_unknown() {
 
 #[test]
 fn joins_a_bootstrap_in_progress_only_when_it_forms_the_same_member_set() {
-    let forming: Vec<_> = (0..3).map(|i| EtcdMember { client_urls: vec![], ..member(i) }).collect();
-    let w = World::new(3, 3).answer(1, PeerAnswer::Forming { members: forming.clone() });
+    let forming: Vec<_> = (0..3)
+        .map(|i| EtcdMember {
+            client_urls: vec![],
+            ..member(i)
+        })
+        .collect();
+    let w = World::new(3, 3).answer(
+        1,
+        PeerAnswer::Forming {
+            members: forming.clone(),
+        },
+    );
     let o = w.decide();
     assert_eq!(o.row, Row::Bootstrap);
     assert_eq!(start(&o).state, ClusterState::New);
 
     let mut other = forming.clone();
     other[2].peer_urls = vec!["http://10.9.9.9:2380".into()];
-    let o = World::new(3, 3).answer(1, PeerAnswer::Forming { members: other }).decide();
+    let o = World::new(3, 3)
+        .answer(1, PeerAnswer::Forming { members: other })
+        .decide();
     assert_eq!(o.decision, Decision::Wait);
     assert!(o.reason.contains("different member set"), "{}", o.reason);
 }
@@ -196,7 +248,12 @@ fn data_present_never_bootstraps_new() {
     let mut w = World::new(3, 1);
     w.data = DataDir::HasMember;
     assert_eq!(start(&w.decide()).state, ClusterState::Existing);
-    let mut w = World::new(3, 3).answer(1, PeerAnswer::Unknown { reason: "tls".into() });
+    let mut w = World::new(3, 3).answer(
+        1,
+        PeerAnswer::Unknown {
+            reason: "tls".into(),
+        },
+    );
     w.data = DataDir::HasMember;
     assert_eq!(start(&w.decide()).state, ClusterState::Existing);
 }
@@ -209,7 +266,10 @@ fn restart_with_data_when_the_cluster_lists_this_member() {
     assert_eq!(o.row, Row::Restart);
     let plan = start(&o);
     assert_eq!(plan.state, ClusterState::Existing);
-    assert_eq!(ic(plan), format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2)));
+    assert_eq!(
+        ic(plan),
+        format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
+    );
 }
 
 #[test]
@@ -234,7 +294,9 @@ fn removed_member_with_data_is_refused_and_data_never_touched() {
 fn two_clusters_answering_is_refused() {
     let mut other = view(vec![member(2)]);
     other.cluster_id = 0xdead;
-    let w = World::new(3, 3).answer(1, PeerAnswer::Answered(view(vec![member(1)]))).answer(2, PeerAnswer::Answered(other));
+    let w = World::new(3, 3)
+        .answer(1, PeerAnswer::Answered(view(vec![member(1)])))
+        .answer(2, PeerAnswer::Answered(other));
     let o = w.decide();
     assert_eq!(o.decision, Decision::Refuse);
     assert!(o.reason.contains("two different clusters"), "{}", o.reason);
@@ -244,20 +306,34 @@ fn two_clusters_answering_is_refused() {
 
 #[test]
 fn reuses_an_unstarted_member_with_this_peer_url() {
-    let unstarted = EtcdMember { id: 7, name: String::new(), peer_urls: vec![purl(0)], client_urls: vec![], is_learner: false };
+    let unstarted = EtcdMember {
+        id: 7,
+        name: String::new(),
+        peer_urls: vec![purl(0)],
+        client_urls: vec![],
+        is_learner: false,
+    };
     let w = World::new(3, 3).all_answer(view(vec![member(1), member(2), unstarted]));
     let o = w.decide();
     assert_eq!(o.row, Row::Reuse);
     let plan = start(&o);
     assert_eq!(plan.state, ClusterState::Existing);
-    assert_eq!(ic(plan), format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2)));
+    assert_eq!(
+        ic(plan),
+        format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
+    );
 }
 
 #[test]
 fn a_bootstrap_member_that_never_started_is_reused() {
     // The cluster formed from etcd-1 and etcd-2; etcd-0 was in the initial set but never ran.
-    let never = EtcdMember { client_urls: vec![], ..member(0) };
-    let o = World::new(3, 3).all_answer(view(vec![never, member(1), member(2)])).decide();
+    let never = EtcdMember {
+        client_urls: vec![],
+        ..member(0)
+    };
+    let o = World::new(3, 3)
+        .all_answer(view(vec![never, member(1), member(2)]))
+        .decide();
     assert_eq!(o.row, Row::Reuse);
 }
 
@@ -266,10 +342,18 @@ fn a_started_member_with_this_url_and_empty_data_is_removed_then_added_again() {
     let w = World::new(3, 3).all_answer(view((0..3).map(member).collect()));
     let o = w.decide();
     assert_eq!(o.row, Row::ReplaceSelf);
-    assert!(matches!(o.decision, Decision::Act(Action::RemoveMember { id: 100, .. })), "{o:?}");
+    assert!(
+        matches!(
+            o.decision,
+            Decision::Act(Action::RemoveMember { id: 100, .. })
+        ),
+        "{o:?}"
+    );
     let (steps, last) = simulate(&w.facts());
     assert_eq!(steps.len(), 2);
-    assert!(matches!(steps[1].0, Action::AddMember { ref peer_url, learner: false } if *peer_url == purl(0)));
+    assert!(
+        matches!(steps[1].0, Action::AddMember { ref peer_url, learner: false } if *peer_url == purl(0))
+    );
     assert_eq!(last.row, Row::Reuse);
     assert_eq!(ic(start(&last)).matches("etcd-0=").count(), 1);
 }
@@ -278,16 +362,23 @@ fn a_started_member_with_this_url_and_empty_data_is_removed_then_added_again() {
 fn a_member_with_this_name_at_an_old_address_is_this_node() {
     let mut old = member(0);
     old.peer_urls = vec!["http://10.0.9.9:2380".into()];
-    let o = World::new(3, 3).all_answer(view(vec![old, member(1), member(2)])).decide();
+    let o = World::new(3, 3)
+        .all_answer(view(vec![old, member(1), member(2)]))
+        .decide();
     assert_eq!(o.row, Row::ReplaceSelf);
-    assert!(matches!(o.decision, Decision::Act(Action::RemoveMember { id: 100, .. })));
+    assert!(matches!(
+        o.decision,
+        Decision::Act(Action::RemoveMember { id: 100, .. })
+    ));
 }
 
 #[test]
 fn a_member_with_this_name_owned_by_another_machine_is_refused() {
     let mut clash = member(1);
     clash.name = "etcd-0".into();
-    let o = World::new(3, 3).all_answer(view(vec![clash, member(2)])).decide();
+    let o = World::new(3, 3)
+        .all_answer(view(vec![clash, member(2)]))
+        .decide();
     assert_eq!(o.decision, Decision::Refuse);
 }
 
@@ -296,18 +387,33 @@ fn joins_a_cluster_that_does_not_list_it() {
     let w = World::new(3, 3).all_answer(view(vec![member(1), member(2)]));
     let o = w.decide();
     assert_eq!(o.row, Row::Join);
-    assert_eq!(o.decision, Decision::Act(Action::AddMember { peer_url: purl(0), learner: false }));
+    assert_eq!(
+        o.decision,
+        Decision::Act(Action::AddMember {
+            peer_url: purl(0),
+            learner: false
+        })
+    );
     let (_, last) = simulate(&w.facts());
     let plan = start(&last);
     assert_eq!(plan.state, ClusterState::Existing);
-    assert_eq!(ic(plan), format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2)));
+    assert_eq!(
+        ic(plan),
+        format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
+    );
 }
 
 #[test]
 fn joins_as_learner_when_asked_and_waits_for_another_learner() {
     let mut w = World::new(3, 3).all_answer(view(vec![member(1), member(2)]));
     w.spec.join_as_learner = true;
-    assert_eq!(w.decide().decision, Decision::Act(Action::AddMember { peer_url: purl(0), learner: true }));
+    assert_eq!(
+        w.decide().decision,
+        Decision::Act(Action::AddMember {
+            peer_url: purl(0),
+            learner: true
+        })
+    );
 
     let mut l = member(3);
     l.is_learner = true;
@@ -326,19 +432,34 @@ fn a_replacement_removes_one_dead_member_then_joins() {
     let w = World::new(3, 3).all_answer(view(vec![member(1), member(2), member(3)]));
     let o = w.decide();
     assert_eq!(o.row, Row::Join);
-    assert!(matches!(o.decision, Decision::Act(Action::RemoveMember { id: 103, .. })), "{o:?}");
+    assert!(
+        matches!(
+            o.decision,
+            Decision::Act(Action::RemoveMember { id: 103, .. })
+        ),
+        "{o:?}"
+    );
     let (steps, last) = simulate(&w.facts());
     assert_eq!(steps.len(), 2, "{steps:?}");
-    assert_eq!(ic(start(&last)), format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2)));
+    assert_eq!(
+        ic(start(&last)),
+        format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
+    );
 }
 
 #[test]
 fn only_one_dead_member_is_removed_per_run() {
-    let mut w = World::new(5, 3).all_answer(view(vec![member(1), member(2), member(3), member(4)]));
+    let w = World::new(5, 3).all_answer(view(vec![member(1), member(2), member(3), member(4)]));
     // 4 members, 2 healthy: removing one leaves 2 of 3, quorum 2: allowed.
-    assert!(matches!(w.decide().decision, Decision::Act(Action::RemoveMember { .. })));
+    assert!(matches!(
+        w.decide().decision,
+        Decision::Act(Action::RemoveMember { .. })
+    ));
     let (steps, _) = simulate(&w.facts());
-    let removals = steps.iter().filter(|(a, _)| matches!(a, Action::RemoveMember { .. })).count();
+    let removals = steps
+        .iter()
+        .filter(|(a, _)| matches!(a, Action::RemoveMember { .. }))
+        .count();
     assert_eq!(removals, 1, "{steps:?}");
     // After the first removal the second dead member stays for a later run; with 2 healthy of
     // 3 voters, a fourth voter would be below quorum, so the node waits rather than asks etcd.
@@ -353,8 +474,16 @@ fn only_one_dead_member_is_removed_per_run() {
 fn a_dead_member_is_not_removed_when_quorum_would_be_lost() {
     // 3 members: one healthy (1), one whose machine does not answer (2), one dead (3).
     let w = World::new(3, 3)
-        .answer(1, PeerAnswer::Answered(view(vec![member(1), member(2), member(3)])))
-        .answer(2, PeerAnswer::Unknown { reason: "timed out".into() });
+        .answer(
+            1,
+            PeerAnswer::Answered(view(vec![member(1), member(2), member(3)])),
+        )
+        .answer(
+            2,
+            PeerAnswer::Unknown {
+                reason: "timed out".into(),
+            },
+        );
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
     assert!(o.reason.contains("below quorum"), "{}", o.reason);
@@ -366,19 +495,46 @@ fn dead_members_are_kept_when_removal_is_off_and_a_full_cluster_is_not_joined() 
     w.spec.remove_dead_members = false;
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("below quorum 3") && o.reason.contains("etcd-3"), "{}", o.reason);
+    assert!(
+        o.reason.contains("below quorum 3") && o.reason.contains("etcd-3"),
+        "{}",
+        o.reason
+    );
 
-    let o = World::new(3, 4).all_answer(view(vec![member(1), member(2), member(3)])).decide();
+    let o = World::new(3, 4)
+        .all_answer(view(vec![member(1), member(2), member(3)]))
+        .decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("already has 3 live members"), "{}", o.reason);
+    assert!(
+        o.reason.contains("already has 3 live members"),
+        "{}",
+        o.reason
+    );
 }
 
 #[test]
 fn unstarted_members_of_other_machines_are_named_from_discovery() {
-    let pending = EtcdMember { id: 9, name: String::new(), peer_urls: vec![purl(2)], client_urls: vec![], is_learner: false };
-    let mine = EtcdMember { id: 8, name: String::new(), peer_urls: vec![purl(0)], client_urls: vec![], is_learner: false };
-    let o = World::new(3, 3).all_answer(view(vec![member(1), pending, mine])).decide();
-    assert_eq!(ic(start(&o)), format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2)));
+    let pending = EtcdMember {
+        id: 9,
+        name: String::new(),
+        peer_urls: vec![purl(2)],
+        client_urls: vec![],
+        is_learner: false,
+    };
+    let mine = EtcdMember {
+        id: 8,
+        name: String::new(),
+        peer_urls: vec![purl(0)],
+        client_urls: vec![],
+        is_learner: false,
+    };
+    let o = World::new(3, 3)
+        .all_answer(view(vec![member(1), pending, mine]))
+        .decide();
+    assert_eq!(
+        ic(start(&o)),
+        format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
+    );
 }
 
 #[test]
@@ -395,7 +551,15 @@ fn members_with_names_that_cannot_be_written_get_unique_placeholders() {
         }
     });
     let plan = start(&w.decide()).clone();
-    let names: std::collections::BTreeSet<_> = plan.initial_cluster.iter().map(|(n, _)| n.clone()).collect();
-    assert_eq!(names.len(), plan.initial_cluster.len(), "names are unique: {plan:?}");
+    let names: std::collections::BTreeSet<_> = plan
+        .initial_cluster
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(
+        names.len(),
+        plan.initial_cluster.len(),
+        "names are unique: {plan:?}"
+    );
     assert!(ic(&plan).contains("member-69="), "{}", ic(&plan));
 }

@@ -58,11 +58,12 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
     let mut listen_client = vec![url(spec.client_scheme, &listen_host, spec.client_port)];
     // Local clients (etcdctl, health checks) reach etcd on loopback too, unless the node's own
     // address already is loopback or a wildcard that covers it.
-    if let Host::Ip(ip) = &listen_host {
-        if !ip.is_loopback() && !ip.is_unspecified() {
-            let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            listen_client.push(url(spec.client_scheme, &lo, spec.client_port));
-        }
+    if let Host::Ip(ip) = &listen_host
+        && !ip.is_loopback()
+        && !ip.is_unspecified()
+    {
+        let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        listen_client.push(url(spec.client_scheme, &lo, spec.client_port));
     }
     let initial_cluster = env
         .initial_cluster
@@ -78,7 +79,10 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         ("ETCD_INITIAL_CLUSTER_STATE", env.state.as_str().to_owned()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", spec.token.clone()),
         ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer_url),
-        ("ETCD_LISTEN_PEER_URLS", url(spec.peer_scheme, &listen_host, spec.peer_port)),
+        (
+            "ETCD_LISTEN_PEER_URLS",
+            url(spec.peer_scheme, &listen_host, spec.peer_port),
+        ),
         ("ETCD_ADVERTISE_CLIENT_URLS", client_url),
         ("ETCD_LISTEN_CLIENT_URLS", listen_client.join(",")),
     ];
@@ -91,7 +95,11 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         ("ETCD_PEER_KEY_FILE", &tls.peer_key_file),
         ("ETCD_PEER_TRUSTED_CA_FILE", &tls.peer_trusted_ca_file),
     ];
-    out.extend(files.into_iter().filter_map(|(k, p)| p.as_deref().map(|p| (k, path(p)))));
+    out.extend(
+        files
+            .into_iter()
+            .filter_map(|(k, p)| p.as_deref().map(|p| (k, path(p)))),
+    );
     if tls.client_cert_auth {
         out.push(("ETCD_CLIENT_CERT_AUTH", "true".into()));
     }
@@ -133,7 +141,10 @@ pub fn check_value(value: &str) -> Result<(), String> {
 
 fn is_safe(c: char) -> bool {
     c.is_ascii_alphanumeric()
-        || matches!(c, '.' | '_' | '-' | ':' | '/' | ',' | '=' | '@' | '%' | '+' | '[' | ']')
+        || matches!(
+            c,
+            '.' | '_' | '-' | ':' | '/' | ',' | '=' | '@' | '%' | '+' | '[' | ']'
+        )
 }
 
 fn path(p: &Path) -> String {
@@ -170,7 +181,10 @@ mod tests {
     fn renders_every_key_for_an_ipv6_node() {
         let name = MemberName::parse("etcd-0").unwrap();
         let host = Host::parse("fd00::1").unwrap();
-        let ic = members(&[("etcd-0", "https://[fd00::1]:2380"), ("etcd-1", "https://[fd00::2]:2380")]);
+        let ic = members(&[
+            ("etcd-0", "https://[fd00::1]:2380"),
+            ("etcd-1", "https://[fd00::2]:2380"),
+        ]);
         let tls = EtcdTls {
             peer_cert_file: Some("/etc/etcd/peer.crt".into()),
             peer_key_file: Some("/etc/etcd/peer.key".into()),
@@ -200,7 +214,11 @@ ETCD_PEER_CERT_FILE=/etc/etcd/peer.crt
 ETCD_PEER_KEY_FILE=/etc/etcd/peer.key
 ETCD_PEER_CLIENT_CERT_AUTH=true
 ";
-        let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(body, expected);
     }
 
@@ -211,11 +229,21 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         let tls = EtcdTls::default();
         let ic = members(&[("infra0", "https://infra0.example.com:2380")]);
         let dns = Host::parse("infra0.example.com").unwrap();
-        let env = EtcdEnv { name: &name, host: &dns, state: ClusterState::Existing, initial_cluster: &ic, spec: &spec, tls: &tls };
+        let env = EtcdEnv {
+            name: &name,
+            host: &dns,
+            state: ClusterState::Existing,
+            initial_cluster: &ic,
+            spec: &spec,
+            tls: &tls,
+        };
         let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
         assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://0.0.0.0:2380");
         assert_eq!(map["ETCD_LISTEN_CLIENT_URLS"], "http://0.0.0.0:2379");
-        assert_eq!(map["ETCD_ADVERTISE_CLIENT_URLS"], "http://infra0.example.com:2379");
+        assert_eq!(
+            map["ETCD_ADVERTISE_CLIENT_URLS"],
+            "http://infra0.example.com:2379"
+        );
 
         let lo = Host::parse("127.0.0.11").unwrap();
         let env = EtcdEnv { host: &lo, ..env };
@@ -257,7 +285,14 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         let mut spec = spec();
         spec.data_dir = "/var/lib/etcd/x+y@z:1".into();
         let tls = EtcdTls::default();
-        let env = EtcdEnv { name: &name, host: &host, state: ClusterState::New, initial_cluster: &ic, spec: &spec, tls: &tls };
+        let env = EtcdEnv {
+            name: &name,
+            host: &host,
+            state: ClusterState::New,
+            initial_cluster: &ic,
+            spec: &spec,
+            tls: &tls,
+        };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("etcd.env");
         std::fs::write(&file, render(&env).unwrap()).unwrap();
@@ -270,7 +305,10 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             .unwrap();
         let shell_env = String::from_utf8(out.stdout).unwrap();
         for (k, v) in entries(&env) {
-            assert!(shell_env.lines().any(|l| l == format!("{k}={v}")), "{k}={v} not read back by sh");
+            assert!(
+                shell_env.lines().any(|l| l == format!("{k}={v}")),
+                "{k}={v} not read back by sh"
+            );
         }
     }
 }

@@ -8,15 +8,29 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "env file path has no file name")
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "env file path has no file name",
+        )
     })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
 
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
         // The umask may have narrowed the mode; etcd.service may run as another user.
         f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.write_all(contents.as_bytes())?;
@@ -40,7 +54,10 @@ mod tests {
         let path = dir.path().join("run/etcd-bootstrap/etcd.env");
         write_atomic(&path, "A=1\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "A=1\n");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         write_atomic(&path, "A=2\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "A=2\n");
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
@@ -54,7 +71,9 @@ mod tests {
         fs::write(&path, "OLD=1\n").unwrap();
         // A stale temporary file with our name makes create_new fail, as a full disk or a
         // read-only directory would: the write must fail without touching the target.
-        let tmp = dir.path().join(format!(".etcd.env.tmp-{}", std::process::id()));
+        let tmp = dir
+            .path()
+            .join(format!(".etcd.env.tmp-{}", std::process::id()));
         fs::create_dir(&tmp).unwrap();
         assert!(write_atomic(&path, "NEW=1\n").is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "OLD=1\n");
@@ -69,6 +88,10 @@ mod tests {
         fs::write(path.join("keep"), "x").unwrap();
         assert!(write_atomic(&path, "NEW=1\n").is_err());
         assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "x");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file removed");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file removed"
+        );
     }
 }

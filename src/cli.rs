@@ -1,0 +1,128 @@
+//! The command line: raw flags here, turned into configuration overrides for `config::load`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::load::OverrideValue;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcd-bootstrap",
+    version,
+    about = "Decide how this etcd node starts (new cluster, join, restart) and write etcd's environment file",
+    long_about = "Runs once at boot, before etcd.service: finds the peer machines, decides whether this node \
+bootstraps a new cluster, joins the existing one or restarts on its data, writes etcd's environment file \
+atomically and reports to systemd. With no subcommand it runs.\n\n\
+Exit codes: 0 ok, 64 usage, 65 bad data from discovery, 69 no decision before the deadline, \
+70 internal error, 73 cannot write the env file, 74 cannot read the data dir, 77 token rejected, \
+78 configuration error, 79 refused as unsafe."
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/etcd-bootstrap/config.toml, which may be absent];
+    /// fragments are read from config.d/ beside it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Decide and print the env file to stdout; change nothing (no membership calls, no file).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// More detail in the log (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Override node.name.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Override node.address.
+    #[arg(long, global = true, value_name = "HOST")]
+    pub address: Option<String>,
+    /// Override cluster.size.
+    #[arg(long, global = true, value_name = "N")]
+    pub size: Option<String>,
+    /// Override cluster.data_dir.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub data_dir: Option<String>,
+    /// Override discovery.provider.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Override discovery.timeout (e.g. 30s, 10m).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Override output.env_file.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<String>,
+    /// A static peer NAME=ADDRESS; repeat for each (replaces discovery.static.peers).
+    #[arg(long = "peer", global = true, value_name = "NAME=ADDRESS")]
+    pub peers: Vec<String>,
+    /// Any setting as section.key=value (e.g. cluster.join_as_learner=true); repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the default).
+    Run {
+        /// Decide and print the env file to stdout; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Observe once and print the decision and why, the membership calls a run would make and the
+    /// env file it would write. Never waits, never changes anything.
+    Plan {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Promote this node from learner to voting member once it has caught up (for etcd.service's
+    /// ExecStartPost= when cluster.join_as_learner is on).
+    Promote {
+        /// Give up after this long.
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        timeout: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The flags as configuration overrides, the last layer.
+    pub fn overrides(&self) -> Result<Vec<(String, OverrideValue)>, String> {
+        let mut out = Vec::new();
+        let single = [
+            ("node.name", &self.name),
+            ("node.address", &self.address),
+            ("cluster.size", &self.size),
+            ("cluster.data_dir", &self.data_dir),
+            ("discovery.provider", &self.provider),
+            ("discovery.timeout", &self.timeout),
+            ("output.env_file", &self.env_file),
+        ];
+        for (key, value) in single {
+            if let Some(v) = value {
+                out.push((key.to_owned(), OverrideValue::Str(v.clone())));
+            }
+        }
+        if !self.peers.is_empty() {
+            out.push((
+                "discovery.static.peers".into(),
+                OverrideValue::List(self.peers.clone()),
+            ));
+        }
+        for kv in &self.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+            out.push((k.trim().to_owned(), OverrideValue::Str(v.to_owned())));
+        }
+        Ok(out)
+    }
+}

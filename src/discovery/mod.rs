@@ -1,0 +1,225 @@
+//! Finding the machines that should be etcd members. One folder per provider behind one trait;
+//! `from_settings` is the one place a configured name becomes a provider. Whatever a provider
+//! returns is validated and identified here, the same way for every provider.
+
+mod localhost;
+mod static_list;
+
+pub use localhost::LocalMachine;
+
+use crate::config::{NodeSettings, Provider as ProviderSettings, Settings};
+use crate::member::Candidate;
+
+/// What one listing returned.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub candidates: Vec<Candidate>,
+    /// This machine's platform id (droplet id, server id, instance id) when the platform's
+    /// metadata service said it.
+    pub self_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryError {
+    /// Worth asking again (5xx, timeouts, 429, inconsistent listings); otherwise fail now.
+    pub retryable: bool,
+    pub kind: crate::error::Kind,
+    pub message: String,
+}
+
+/// Every provider lists candidate members and, where the platform can tell, which one is this
+/// machine. Providers return members as the platform describes them; validation is shared.
+// The agent runs on a current-thread runtime, so the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Discover {
+    async fn list(&self) -> Result<Listing, DiscoveryError>;
+}
+
+/// The configured provider. An enum rather than a trait object: async trait methods are not
+/// object-safe, and a closed set of providers is what the configuration offers anyway.
+pub enum AnyProvider {
+    Static(static_list::StaticList),
+}
+
+impl AnyProvider {
+    pub fn from_settings(settings: &Settings) -> Self {
+        match &settings.discovery.provider {
+            ProviderSettings::Static { peers } => {
+                AnyProvider::Static(static_list::StaticList::new(peers.clone()))
+            }
+        }
+    }
+}
+
+impl Discover for AnyProvider {
+    async fn list(&self) -> Result<Listing, DiscoveryError> {
+        match self {
+            AnyProvider::Static(p) => p.list().await,
+        }
+    }
+}
+
+/// Candidates sorted by name; two machines with one name are an error that names both.
+pub fn validate(mut candidates: Vec<Candidate>) -> Result<Vec<Candidate>, DiscoveryError> {
+    candidates.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    for pair in candidates.windows(2) {
+        if pair[0].name == pair[1].name {
+            return Err(DiscoveryError {
+                retryable: true,
+                kind: crate::error::Kind::DataErr,
+                message: format!(
+                    "two machines are named {}: {} ({}) and {} ({}); member names must be unique",
+                    pair[0].name, pair[0].id, pair[0].host, pair[1].id, pair[1].host
+                ),
+            });
+        }
+    }
+    for (i, a) in candidates.iter().enumerate() {
+        if let Some(b) = candidates[i + 1..].iter().find(|b| b.host == a.host) {
+            return Err(DiscoveryError {
+                retryable: true,
+                kind: crate::error::Kind::DataErr,
+                message: format!(
+                    "machines {} and {} have the same address {}; each member needs its own",
+                    a.name, b.name, a.host
+                ),
+            });
+        }
+    }
+    Ok(candidates)
+}
+
+/// Which candidate is this machine: the platform's own word first, then `node.name`, then
+/// `node.address`, then this machine's host name and interface addresses.
+pub fn identify<'c>(
+    candidates: &'c [Candidate],
+    self_id: Option<&str>,
+    node: &NodeSettings,
+    local: &LocalMachine,
+) -> Result<Option<&'c Candidate>, String> {
+    if let Some(id) = self_id
+        && let Some(c) = candidates.iter().find(|c| c.id == id)
+    {
+        return Ok(Some(c));
+    }
+    let by_name = node
+        .name
+        .as_ref()
+        .map(|n| candidates.iter().find(|c| c.name == *n));
+    let by_addr = node
+        .address
+        .as_ref()
+        .map(|a| candidates.iter().find(|c| c.host == *a));
+    match (by_name, by_addr) {
+        (Some(Some(a)), Some(Some(b))) if a != b => {
+            return Err(format!(
+                "node.name {} and node.address {} point at different members ({} and {})",
+                a.name, b.host, a.name, b.name
+            ));
+        }
+        (Some(found), _) => return Ok(found),
+        (None, Some(found)) => return Ok(found),
+        (None, None) => {}
+    }
+    let short = local.hostname.split('.').next().unwrap_or_default();
+    if let Some(c) = candidates.iter().find(|c| {
+        !local.hostname.is_empty()
+            && (c.name.as_str() == local.hostname || c.name.as_str() == short)
+    }) {
+        return Ok(Some(c));
+    }
+    Ok(candidates.iter().find(|c| match &c.host {
+        crate::member::Host::Ip(ip) => local.addresses.contains(ip),
+        crate::member::Host::Dns(name) => *name == local.hostname,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{Host, MemberName};
+
+    fn c(name: &str, ip: &str) -> Candidate {
+        Candidate {
+            id: format!("id-{name}"),
+            name: MemberName::parse(name).unwrap(),
+            host: Host::parse(ip).unwrap(),
+            created: None,
+        }
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses_are_errors_that_name_both() {
+        let err = validate(vec![
+            c("a", "10.0.0.1"),
+            c("b", "10.0.0.2"),
+            c("a", "10.0.0.3"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.message.contains("id-a (10.0.0.1)") && err.message.contains("10.0.0.3"),
+            "{}",
+            err.message
+        );
+        let err = validate(vec![c("a", "10.0.0.1"), c("b", "10.0.0.1")]).unwrap_err();
+        assert!(
+            err.message.contains("same address 10.0.0.1"),
+            "{}",
+            err.message
+        );
+        let ok = validate(vec![c("b", "10.0.0.2"), c("a", "10.0.0.1")]).unwrap();
+        assert_eq!(ok[0].name.as_str(), "a");
+    }
+
+    #[test]
+    fn identifies_by_platform_id_then_settings_then_hostname_then_address() {
+        let list = vec![
+            c("etcd-0", "10.0.0.1"),
+            c("etcd-1", "10.0.0.2"),
+            c("etcd-2", "10.0.0.3"),
+        ];
+        let none = NodeSettings::default();
+        let local = LocalMachine {
+            hostname: "etcd-1.example.com".into(),
+            addresses: vec!["10.0.0.3".parse().unwrap()],
+        };
+        let me = |id, node: &NodeSettings| {
+            identify(&list, id, node, &local)
+                .unwrap()
+                .map(|c| c.name.as_str().to_owned())
+        };
+        assert_eq!(me(Some("id-etcd-0"), &none).as_deref(), Some("etcd-0"));
+        let named = NodeSettings {
+            name: Some(MemberName::parse("etcd-2").unwrap()),
+            address: None,
+        };
+        assert_eq!(me(None, &named).as_deref(), Some("etcd-2"));
+        assert_eq!(
+            me(None, &none).as_deref(),
+            Some("etcd-1"),
+            "short host name"
+        );
+        let by_ip = LocalMachine {
+            hostname: "other".into(),
+            addresses: vec!["10.0.0.3".parse().unwrap()],
+        };
+        assert_eq!(
+            identify(&list, None, &none, &by_ip)
+                .unwrap()
+                .unwrap()
+                .name
+                .as_str(),
+            "etcd-2"
+        );
+        let nobody = LocalMachine {
+            hostname: "other".into(),
+            addresses: vec![],
+        };
+        assert!(identify(&list, None, &none, &nobody).unwrap().is_none());
+        let clash = NodeSettings {
+            name: Some(MemberName::parse("etcd-0").unwrap()),
+            address: Some(Host::parse("10.0.0.2").unwrap()),
+        };
+        assert!(identify(&list, None, &clash, &nobody).is_err());
+    }
+}

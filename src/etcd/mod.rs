@@ -1,0 +1,292 @@
+//! A small etcd v3 client over the JSON gateway (`/v3/cluster/member/*`, `/v3/maintenance/status`,
+//! `/health`) and the peer port (`/version`, `/members`), which is all the agent needs. Every call
+//! has a short timeout and a bounded body; errors keep "nothing listens" apart from "unknown",
+//! because only the first may ever lead to bootstrapping a new cluster.
+//!
+//! Gateway reference: https://etcd.io/docs/v3.5/dev-guide/api_grpc_gateway/
+
+mod probe;
+mod wire;
+
+pub use probe::probe;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::EtcdClientSettings;
+use crate::decide::{ClusterView, EtcdMember};
+use crate::http::{ReadError, read_limited};
+
+/// Member lists of even large clusters are a few KiB; anything near this is not etcd.
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Connection refused: nothing listens on that port.
+    Refused(String),
+    /// etcd answered with an error (`{"error", "message", "code"}`).
+    Etcd {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    /// Timeouts, TLS failures, resets, bodies that are not etcd's: we cannot tell.
+    Unknown(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Refused(m) | CallError::Unknown(m) => f.write_str(m),
+            CallError::Etcd {
+                status,
+                code,
+                message,
+            } => write!(f, "etcd answered {status} (code {code}): {message}"),
+        }
+    }
+}
+
+impl CallError {
+    pub fn is_refused(&self) -> bool {
+        matches!(self, CallError::Refused(_))
+    }
+
+    /// Answers that mean "try again later" rather than "this will never work".
+    pub fn etcd_message(&self) -> Option<&str> {
+        match self {
+            CallError::Etcd { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+pub struct Status {
+    pub member_id: u64,
+    pub leader: u64,
+    pub is_learner: bool,
+    pub raft_index: u64,
+}
+
+#[derive(Clone)]
+pub struct EtcdClient {
+    http: reqwest::Client,
+}
+
+impl EtcdClient {
+    pub fn new(settings: &EtcdClientSettings) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            // etcd peers are on the cluster's own network; a proxy from the environment
+            // (HTTPS_PROXY for the cloud API) must not be used to reach them.
+            .no_proxy()
+            .pool_max_idle_per_host(1);
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("etcd_client.ca_file {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "etcd_client.ca_file {}: not a PEM certificate bundle: {e}",
+                    ca.display()
+                )
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| format!("etcd_client.cert_file {}: {e}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|e| format!("etcd_client.key_file {}: {e}", key.display()))?,
+            );
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                format!("etcd_client.cert_file/key_file: not a usable PEM certificate and key: {e}")
+            })?;
+            builder = builder.identity(id);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot set up the etcd client: {e}"))?;
+        Ok(Self { http })
+    }
+
+    pub async fn member_list(&self, endpoint: &str) -> Result<ClusterView, CallError> {
+        let r: wire::MemberListResponse = self
+            .post(
+                endpoint,
+                "/v3/cluster/member/list",
+                &wire::MemberListRequest { linearizable: true },
+            )
+            .await?;
+        Ok(r.into())
+    }
+
+    pub async fn member_add(
+        &self,
+        endpoint: &str,
+        peer_url: &str,
+        learner: bool,
+    ) -> Result<EtcdMember, CallError> {
+        let urls = [peer_url.to_owned()];
+        let body = wire::MemberAddRequest {
+            peer_urls: &urls,
+            is_learner: learner,
+        };
+        let r: wire::MemberAddResponse =
+            self.post(endpoint, "/v3/cluster/member/add", &body).await?;
+        Ok(r.member.into())
+    }
+
+    pub async fn member_remove(&self, endpoint: &str, id: u64) -> Result<(), CallError> {
+        let _: serde_json::Value = self
+            .post(
+                endpoint,
+                "/v3/cluster/member/remove",
+                &wire::MemberIdRequest { id: id.to_string() },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn member_promote(&self, endpoint: &str, id: u64) -> Result<(), CallError> {
+        let _: serde_json::Value = self
+            .post(
+                endpoint,
+                "/v3/cluster/member/promote",
+                &wire::MemberIdRequest { id: id.to_string() },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self, endpoint: &str) -> Result<Status, CallError> {
+        let r: wire::StatusResponse = self
+            .post(endpoint, "/v3/maintenance/status", &serde_json::json!({}))
+            .await?;
+        Ok(Status {
+            member_id: r.header.member_id,
+            leader: r.leader,
+            is_learner: r.is_learner,
+            raft_index: r.raft_index,
+        })
+    }
+
+    /// `GET /health`: true when the member sees a leader (503 and `"false"` otherwise).
+    pub async fn healthy(&self, endpoint: &str) -> Result<bool, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Health {
+            health: String,
+        }
+        let url = format!("{endpoint}/health");
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e))?;
+        let status = resp.status();
+        let body = read_limited(resp, MAX_BODY)
+            .await
+            .map_err(|e| read_error(&url, e))?;
+        let h: Health = serde_json::from_slice(&body)
+            .map_err(|_| unknown_body(&url, status.as_u16(), &body))?;
+        Ok(status.is_success() && h.health == "true")
+    }
+
+    /// The peer port's view of the cluster version: `not_decided` until a leader ever ran it.
+    pub async fn peer_cluster_version(&self, peer_url: &str) -> Result<String, CallError> {
+        let v: wire::PeerVersion = self.get(peer_url, "/version").await?;
+        Ok(v.etcdcluster)
+    }
+
+    pub async fn peer_members(&self, peer_url: &str) -> Result<Vec<EtcdMember>, CallError> {
+        let m: Vec<wire::PeerMember> = self.get(peer_url, "/members").await?;
+        Ok(m.into_iter().map(Into::into).collect())
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CallError> {
+        let url = format!("{base}{path}");
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e))?;
+        decode(&url, resp).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, CallError> {
+        let url = format!("{base}{path}");
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e))?;
+        decode(&url, resp).await
+    }
+}
+
+async fn decode<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T, CallError> {
+    let status = resp.status();
+    let body = read_limited(resp, MAX_BODY)
+        .await
+        .map_err(|e| read_error(url, e))?;
+    if status.is_success() {
+        return serde_json::from_slice(&body)
+            .map_err(|_| unknown_body(url, status.as_u16(), &body));
+    }
+    match serde_json::from_slice::<wire::GatewayError>(&body) {
+        Ok(e) if !(e.message.is_empty() && e.error.is_empty()) => Err(CallError::Etcd {
+            status: status.as_u16(),
+            code: e.code,
+            message: if e.message.is_empty() {
+                e.error
+            } else {
+                e.message
+            },
+        }),
+        _ => Err(unknown_body(url, status.as_u16(), &body)),
+    }
+}
+
+fn unknown_body(url: &str, status: u16, body: &[u8]) -> CallError {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    CallError::Unknown(format!(
+        "{url} answered {status} with a body that is not etcd's: {}",
+        crate::member::excerpt(&text)
+    ))
+}
+
+fn read_error(url: &str, e: ReadError) -> CallError {
+    CallError::Unknown(format!("{url}: {e}"))
+}
+
+/// Connection refused is the only error that proves nothing listens; everything else is unknown.
+fn classify(url: &str, e: &reqwest::Error) -> CallError {
+    if crate::http::is_connection_refused(e) {
+        return CallError::Refused(format!("{url}: connection refused"));
+    }
+    let what = if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        crate::http::describe(e)
+    };
+    CallError::Unknown(format!("{url}: {what}"))
+}
+
+/// Retry pause for membership calls etcd refuses for now ("too many learners", "not enough
+/// started members", "unhealthy cluster"): the caller observes again after it.
+pub const BUSY_RETRY: Duration = Duration::from_secs(1);

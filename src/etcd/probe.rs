@@ -1,0 +1,43 @@
+//! Asking one peer whether a cluster exists, telling apart the answers the decision core needs.
+
+use crate::config::ClusterSpec;
+use crate::decide::PeerAnswer;
+use crate::member::{Candidate, url};
+
+use super::{CallError, EtcdClient};
+
+/// Probes a peer's client port; when that does not answer, its peer port tells whether etcd runs
+/// there at all and, if so, whether it is a bootstrap still waiting for its members.
+///
+/// A bootstrapping etcd binds its client port but serves nothing on it until the cluster has a
+/// leader, so a plain client probe would hang on it and the nodes that boot later would wait for
+/// each other forever; its peer port answers `/version` with `etcdcluster: not_decided` and lists
+/// the members it is bootstrapping with, which is enough to join the same bootstrap safely.
+pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) -> PeerAnswer {
+    let client_url = url(spec.client_scheme, &peer.host, spec.client_port);
+    let peer_url = url(spec.peer_scheme, &peer.host, spec.peer_port);
+    let client_err = match client.member_list(&client_url).await {
+        Ok(view) => return PeerAnswer::Answered(view),
+        Err(e) => e,
+    };
+    // Refused on the client port; but etcd binds its peer port first, so look there too before
+    // concluding that nothing runs.
+    match client.peer_cluster_version(&peer_url).await {
+        Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
+        Ok(v) if v == "not_decided" => match client.peer_members(&peer_url).await {
+            Ok(members) => PeerAnswer::Forming { members },
+            Err(e) => PeerAnswer::Unknown {
+                reason: e.to_string(),
+            },
+        },
+        Ok(v) => PeerAnswer::Unknown {
+            reason: format!(
+                "{client_err}, while its peer port reports cluster version {}",
+                crate::member::excerpt(&v)
+            ),
+        },
+        Err(_) => PeerAnswer::Unknown {
+            reason: client_err.to_string(),
+        },
+    }
+}

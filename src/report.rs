@@ -1,0 +1,140 @@
+//! How `plan` shows a decision: text for people, JSON for scripts. Neither ever holds a secret:
+//! they are built from validated candidates, probe results and the env file, none of which
+//! carries a token.
+
+use serde_json::json;
+
+use crate::decide::{Action, Decision, Outcome, PeerAnswer};
+use crate::run::Observation;
+
+pub fn text(
+    obs: &Observation,
+    steps: &[(Action, String)],
+    outcome: &Outcome,
+    env: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    let me = obs
+        .me
+        .map(|i| obs.candidates[i].name.to_string())
+        .unwrap_or_else(|| "(not identified)".into());
+    out += &format!("this node: {me}\ndata dir: {}\n", data_word(obs));
+    out += &format!("discovered {} members:\n", obs.candidates.len());
+    for c in &obs.candidates {
+        let probe = obs
+            .probes
+            .iter()
+            .find(|p| p.peer == c.name)
+            .map(|p| answer_word(&p.answer));
+        out += &format!(
+            "  {} {} (id {}){}\n",
+            c.name,
+            c.host,
+            c.id,
+            probe.map(|p| format!(": {p}")).unwrap_or_default()
+        );
+    }
+    if !steps.is_empty() {
+        out += "membership calls a run would make:\n";
+        for (i, (action, why)) in steps.iter().enumerate() {
+            out += &format!(
+                "  {}. {}\n     because {}\n",
+                i + 1,
+                action_words(action),
+                why
+            );
+        }
+    }
+    out += &format!(
+        "decision: {} (row {})\nreason: {}\n",
+        decision_word(&outcome.decision),
+        outcome.row.as_str(),
+        outcome.reason
+    );
+    if let Some(env) = env {
+        out += "env file:\n";
+        for line in env.lines().filter(|l| !l.starts_with('#')) {
+            out += &format!("  {line}\n");
+        }
+    }
+    out
+}
+
+pub fn json(
+    obs: &Observation,
+    steps: &[(Action, String)],
+    outcome: &Outcome,
+    env: Option<&str>,
+) -> String {
+    let env_map: serde_json::Map<String, serde_json::Value> = env
+        .into_iter()
+        .flat_map(str::lines)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    let value = json!({
+        "this_node": obs.me.map(|i| obs.candidates[i].name.to_string()),
+        "data_dir": obs.data,
+        "discovered": obs.candidates.iter().map(|c| json!({
+            "name": c.name, "id": c.id, "address": c.host.to_string(), "created": c.created,
+        })).collect::<Vec<_>>(),
+        "probes": obs.probes,
+        "steps": steps.iter().map(|(a, why)| json!({"step": a, "reason": why})).collect::<Vec<_>>(),
+        "outcome": outcome,
+        "env": if env.is_some() { serde_json::Value::Object(env_map) } else { serde_json::Value::Null },
+    });
+    serde_json::to_string_pretty(&value).expect("plain data serializes")
+}
+
+fn data_word(obs: &Observation) -> &'static str {
+    match obs.data {
+        crate::decide::DataDir::Empty => "empty",
+        crate::decide::DataDir::HasMember => "holds member data",
+    }
+}
+
+fn answer_word(a: &PeerAnswer) -> String {
+    match a {
+        PeerAnswer::Answered(v) => format!(
+            "cluster {:x} answered with {} members",
+            v.cluster_id,
+            v.members.len()
+        ),
+        PeerAnswer::Refused => "nothing listens".into(),
+        PeerAnswer::Forming { members } => format!("bootstrapping with {} members", members.len()),
+        PeerAnswer::Unknown { reason } => format!("unknown ({reason})"),
+    }
+}
+
+fn decision_word(d: &Decision) -> String {
+    match d {
+        Decision::Wait => "wait".into(),
+        Decision::Act(a) => action_words(a),
+        Decision::Start(p) => format!("start etcd with state {}", p.state.as_str()),
+        Decision::Refuse => "refuse".into(),
+    }
+}
+
+fn action_words(a: &Action) -> String {
+    match a {
+        Action::RemoveMember {
+            id,
+            name,
+            peer_urls,
+        } => {
+            format!(
+                "remove member {} ({id:x}, {})",
+                if name.is_empty() { "unstarted" } else { name },
+                peer_urls.join(",")
+            )
+        }
+        Action::AddMember { peer_url, learner } => {
+            format!(
+                "add this node {peer_url} as a {}",
+                if *learner { "learner" } else { "voting member" }
+            )
+        }
+        Action::MoveDataAside => "move the stale data dir aside".into(),
+    }
+}
