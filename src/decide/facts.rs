@@ -28,6 +28,9 @@ impl EtcdMember {
 pub struct ClusterView {
     pub cluster_id: u64,
     pub members: Vec<EtcdMember>,
+    /// The cluster version is decided. For its first seconds a cluster reports `not_decided`, and
+    /// etcd refuses to join such a cluster ("incompatible with current running cluster").
+    pub settled: bool,
 }
 
 /// What probing one peer told us.

@@ -215,6 +215,11 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
         .find(|m| m.peer_urls.iter().any(|u| u == my_url))
     {
         if !m.has_started() {
+            if !settled(f) {
+                return wait(
+                    "the cluster has not settled its version yet, and etcd refuses to join such a cluster; waiting a few seconds",
+                );
+            }
             let plan = StartPlan {
                 state: ClusterState::Existing,
                 initial_cluster: initial_cluster(f, view, me),
@@ -416,6 +421,13 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
         ),
     )
+}
+
+/// Some answering peer reports a decided cluster version (which is all etcd checks on joining).
+fn settled(f: &Facts<'_>) -> bool {
+    f.probes
+        .iter()
+        .any(|p| matches!(&p.answer, PeerAnswer::Answered(v) if v.settled))
 }
 
 fn remove(m: &EtcdMember) -> Decision {

@@ -47,6 +47,7 @@ fn view(members: Vec<EtcdMember>) -> ClusterView {
     ClusterView {
         cluster_id: 0xc1,
         members,
+        settled: true,
     }
 }
 
@@ -322,6 +323,17 @@ fn reuses_an_unstarted_member_with_this_peer_url() {
         ic(plan),
         format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
     );
+}
+
+#[test]
+fn waits_for_the_cluster_version_to_settle_before_joining() {
+    let mut v = view(vec![member(1), member(2)]);
+    v.settled = false;
+    let w = World::new(3, 3).all_answer(v);
+    let (steps, last) = simulate(&w.facts());
+    assert_eq!(steps.len(), 1, "the add may happen: {steps:?}");
+    assert_eq!(last.decision, Decision::Wait);
+    assert!(last.reason.contains("settled"), "{}", last.reason);
 }
 
 #[test]

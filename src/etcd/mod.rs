@@ -199,9 +199,10 @@ impl EtcdClient {
         Ok(status.is_success() && h.health == "true")
     }
 
-    /// The peer port's view of the cluster version: `not_decided` until a leader ever ran it.
-    pub async fn peer_cluster_version(&self, peer_url: &str) -> Result<String, CallError> {
-        let v: wire::PeerVersion = self.get(peer_url, "/version").await?;
+    /// The cluster version as a member sees it (`/version` on its client or peer port):
+    /// `not_decided` until a leader has settled it.
+    pub async fn cluster_version(&self, base_url: &str) -> Result<String, CallError> {
+        let v: wire::Version = self.get(base_url, "/version").await?;
         Ok(v.etcdcluster)
     }
 

