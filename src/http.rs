@@ -64,3 +64,43 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
     last.replace('\n', " ")
 }
+
+/// Host names a provider has already resolved (DNS SRV targets, through the configured name
+/// servers), consulted before the system resolver when the agent connects to a peer. The URL
+/// keeps the host name, so TLS still checks the certificate against it.
+#[derive(Clone, Default)]
+pub struct AddressBook(
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Vec<std::net::IpAddr>>>>,
+);
+
+impl AddressBook {
+    pub fn set(&self, host: &str, addresses: Vec<std::net::IpAddr>) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(host.to_ascii_lowercase(), addresses);
+    }
+
+    pub fn get(&self, host: &str) -> Vec<std::net::IpAddr> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&host.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl reqwest::dns::Resolve for AddressBook {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let known = self.get(name.as_str());
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = if known.is_empty() {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            } else {
+                known
+                    .into_iter()
+                    .map(|ip| std::net::SocketAddr::new(ip, 0))
+                    .collect()
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}

@@ -7,7 +7,6 @@ use etcd_bootstrap::cli::{Cli, Command, Format};
 use etcd_bootstrap::config::{self, Layers};
 use etcd_bootstrap::decide::Decision;
 use etcd_bootstrap::error::{Failure, Kind};
-use etcd_bootstrap::etcd::EtcdClient;
 use etcd_bootstrap::run::Agent;
 use etcd_bootstrap::{notify, report};
 
@@ -95,10 +94,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         Some(Command::Promote { timeout }) => {
             let timeout: Duration = config::duration::parse(&timeout)
                 .map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))?;
-            let client = EtcdClient::new(&agent.settings.etcd_client)
-                .map_err(|e| Failure::new(Kind::Config, e))?;
-            let done =
-                runtime.block_on(etcd_bootstrap::promote::promote(&agent, &client, timeout))?;
+            let done = runtime.block_on(etcd_bootstrap::promote::promote(&agent, timeout))?;
             tracing::info!("{done}");
             notify::status(&done);
             Ok(())

@@ -7,24 +7,25 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::error::{Failure, Kind};
-use crate::etcd::{CallError, EtcdClient};
+use crate::etcd::CallError;
 use crate::member::url;
 use crate::notify;
 use crate::run::Agent;
 
-pub async fn promote(
-    agent: &Agent,
-    client: &EtcdClient,
-    timeout: Duration,
-) -> Result<String, Failure> {
+enum Step {
+    Done(String),
+    Retry(String),
+    Fail(Failure),
+}
+
+pub async fn promote(agent: &Agent, timeout: Duration) -> Result<String, Failure> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(5));
     loop {
-        let why = match attempt(agent, client).await {
-            Ok(Some(done)) => return Ok(done),
-            Ok(None) => "this learner is not in sync with the leader yet".to_owned(),
-            Err(Ok(failure)) => return Err(failure),
-            Err(Err(retry)) => retry,
+        let why = match attempt(agent).await {
+            Step::Done(done) => return Ok(done),
+            Step::Fail(failure) => return Err(failure),
+            Step::Retry(why) => why,
         };
         let now = Instant::now();
         if now >= deadline {
@@ -43,33 +44,24 @@ pub async fn promote(
     }
 }
 
-/// `Ok(Some)`: done. `Ok(None)`: not in sync yet. `Err(Ok)`: give up. `Err(Err)`: retry.
-async fn attempt(
-    agent: &Agent,
-    client: &EtcdClient,
-) -> Result<Option<String>, Result<Failure, String>> {
+async fn attempt(agent: &Agent) -> Step {
     let spec = &agent.settings.cluster;
-    let obs = agent.observe().await.map_err(|e| {
-        if e.retryable {
-            Err(e.message)
-        } else {
-            Ok(Failure::new(e.kind, e.message))
-        }
-    })?;
+    let obs = match agent.observe().await {
+        Ok(obs) => obs,
+        Err(e) if e.retryable => return Step::Retry(e.message),
+        Err(e) => return Step::Fail(Failure::new(e.kind, e.message)),
+    };
     let Some(me) = obs.me.map(|i| &obs.candidates[i]) else {
-        return Err(Err(
-            "this machine is not among the discovered members".into()
-        ));
+        return Step::Retry("this machine is not among the discovered members".into());
     };
     let my_peer = url(spec.peer_scheme, &me.host, spec.peer_port);
     // Our own etcd first (it has just started), then every peer.
-    let endpoints: Vec<String> = std::iter::once(me)
+    let endpoints = std::iter::once(me)
         .chain(obs.candidates.iter().filter(|c| c.name != me.name))
-        .map(|c| url(spec.client_scheme, &c.host, spec.client_port))
-        .collect();
+        .map(|c| url(spec.client_scheme, &c.host, spec.client_port));
     let mut last = String::from("no etcd answered");
-    for endpoint in &endpoints {
-        let view = match client.member_list(endpoint).await {
+    for endpoint in endpoints {
+        let view = match agent.etcd().member_list(&endpoint).await {
             Ok(v) => v,
             Err(e) => {
                 last = e.to_string();
@@ -77,22 +69,24 @@ async fn attempt(
             }
         };
         let Some(mine) = view.members.iter().find(|m| m.peer_urls.contains(&my_peer)) else {
-            return Err(Ok(Failure::new(
+            return Step::Fail(Failure::new(
                 Kind::Unsafe,
                 format!("the cluster does not list this node ({my_peer}); nothing to promote"),
-            )));
+            ));
         };
         if !mine.is_learner {
-            return Ok(Some(format!("{} is a voting member", me.name)));
+            return Step::Done(format!("{} is a voting member", me.name));
         }
-        return match client.member_promote(endpoint, mine.id).await {
+        return match agent.etcd().member_promote(&endpoint, mine.id).await {
             Ok(()) => {
                 tracing::info!(id = %format!("{:x}", mine.id), "promoted this learner to a voting member");
-                Ok(Some(format!("promoted {} to a voting member", me.name)))
+                Step::Done(format!("promoted {} to a voting member", me.name))
             }
-            Err(CallError::Etcd { message, .. }) if message.contains("in sync") => Ok(None),
-            Err(e) => Err(Err(e.to_string())),
+            Err(CallError::Etcd { message, .. }) if message.contains("in sync") => {
+                Step::Retry("this learner is not in sync with the leader yet".into())
+            }
+            Err(e) => Step::Retry(e.to_string()),
         };
     }
-    Err(Err(last))
+    Step::Retry(last)
 }

@@ -15,6 +15,7 @@ use crate::discovery::{self, AnyProvider, Discover, DiscoveryError, LocalMachine
 use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
 use crate::etcd::{CallError, EtcdClient};
+use crate::http::AddressBook;
 use crate::member::{Candidate, url};
 use crate::notify;
 
@@ -45,6 +46,7 @@ pub struct Agent {
     provider: AnyProvider,
     etcd: EtcdClient,
     local: LocalMachine,
+    addresses: AddressBook,
 }
 
 /// The result of a successful run: what was decided and the file that says it.
@@ -56,14 +58,18 @@ pub struct Done {
 
 impl Agent {
     pub fn new(settings: Settings) -> Result<Self, Failure> {
-        let etcd =
-            EtcdClient::new(&settings.etcd_client).map_err(|e| Failure::new(Kind::Config, e))?;
-        let provider = AnyProvider::from_settings(&settings);
+        let addresses = AddressBook::default();
+        let etcd = EtcdClient::new(&settings.etcd_client, addresses.clone())
+            .map_err(|e| Failure::new(Kind::Config, e))?;
+        let local = LocalMachine::read();
+        let provider = AnyProvider::from_settings(&settings, addresses.clone(), &local)
+            .map_err(|e| Failure::new(Kind::Config, e))?;
         Ok(Agent {
             settings,
             provider,
             etcd,
-            local: LocalMachine::read(),
+            local,
+            addresses,
         })
     }
 
@@ -226,6 +232,10 @@ impl Agent {
         }
     }
 
+    pub fn etcd(&self) -> &EtcdClient {
+        &self.etcd
+    }
+
     pub fn render_env(&self, me: &Candidate, plan: &StartPlan) -> Result<String, Failure> {
         envfile::render(&EtcdEnv {
             name: &me.name,
@@ -234,6 +244,7 @@ impl Agent {
             initial_cluster: &plan.initial_cluster,
             spec: &self.settings.cluster,
             tls: &self.settings.tls,
+            listen: &self.addresses.get(&me.host.to_string()),
         })
         .map_err(|e| {
             Failure::new(

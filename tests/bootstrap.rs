@@ -8,7 +8,7 @@ use common::*;
 #[test]
 fn three_static_members_on_loopback_form_a_healthy_cluster() {
     let mut lab = Lab::with_prefix(etcd34(), "127.0.0.", 11, 3, 3);
-    lab.configure_all("");
+    lab.configure_all();
     for i in 0..3 {
         lab.agent_ok(i);
         let env = lab.nodes[i].env();

@@ -37,7 +37,7 @@ on_both_releases! {
 /// Three machines bootstrap a healthy cluster the ordinary way.
 fn formed(etcd: Etcd, block: u8) -> Lab {
     let mut lab = Lab::new(etcd, block, 3, 3);
-    lab.configure_all("");
+    lab.configure_all();
     for i in 0..3 {
         lab.agent_ok(i);
     }
@@ -60,7 +60,7 @@ fn ids_by_name(lab: &Lab, via: usize) -> Vec<(String, u64)> {
 
 fn three_nodes_boot_at_once(etcd: Etcd, block: u8) {
     let mut lab = Lab::new(etcd, block, 3, 3);
-    lab.configure_all("");
+    lab.configure_all();
     std::thread::scope(|s| {
         let lab = &lab;
         let runs: Vec<_> = (0..3).map(|i| s.spawn(move || lab.agent_ok(i))).collect();
@@ -87,7 +87,7 @@ fn three_nodes_boot_at_once(etcd: Etcd, block: u8) {
 /// lists it as a never-started initial member and reuses that member.
 fn staggered_boots_join_the_same_bootstrap(etcd: Etcd, block: u8) {
     let mut lab = Lab::new(etcd, block, 3, 3);
-    lab.configure_all("");
+    lab.configure_all();
     lab.agent_ok(0);
     lab.start_etcd(0);
     std::thread::sleep(Duration::from_secs(1));
@@ -150,7 +150,7 @@ fn replacement_removes_the_dead_member_and_joins(etcd: Etcd, block: u8) {
     std::fs::remove_dir_all(&lab.nodes[2].dir).unwrap();
     let ip = format!("127.{}.{block}.4", lab.etcd.net);
     let new = lab.add_node(&ip);
-    lab.configure(new, &[0, 1, new], "");
+    lab.configure(new, &[0, 1, new]);
     let out = lab.agent_ok(new);
     let log = stderr(&out);
     assert!(
@@ -169,7 +169,7 @@ fn running_twice_before_etcd_starts_adds_one_member(etcd: Etcd, block: u8) {
     lab.stop_etcd(2);
     std::fs::remove_dir_all(&lab.nodes[2].dir).unwrap();
     let new = lab.add_node(&format!("127.{}.{block}.4", lab.etcd.net));
-    lab.configure(new, &[0, 1, new], "");
+    lab.configure(new, &[0, 1, new]);
     lab.agent_ok(new);
     let first = lab.nodes[new].env();
     let out = lab.agent_ok(new);
@@ -236,7 +236,7 @@ fn learner_join_then_promote(etcd: Etcd, block: u8) {
     lab.stop_etcd(2);
     std::fs::remove_dir_all(&lab.nodes[2].dir).unwrap();
     let new = lab.add_node(&format!("127.{}.{block}.4", lab.etcd.net));
-    lab.configure(new, &[0, 1, new], "");
+    lab.configure(new, &[0, 1, new]);
     let out = lab.agent(new, &["--set", "cluster.join_as_learner=true"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let peer = lab.nodes[new].peer_url();
@@ -269,7 +269,7 @@ fn learner_join_then_promote(etcd: Etcd, block: u8) {
 #[test]
 fn peers_that_never_answer_block_any_decision_until_the_deadline() {
     let mut lab = Lab::new(etcd34(), 9, 3, 3);
-    lab.configure_all("");
+    lab.configure_all();
     let mut holders = Vec::new();
     for i in 1..3 {
         for port in [2379, 2380] {

@@ -12,7 +12,7 @@ use config::{Config, File, FileFormat};
 use super::{DEFAULT_CONFIG, ENV_PREFIX, Raw, Settings};
 
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: &[&str] = &["discovery.static.peers"];
+const LIST_KEYS: &[&str] = &["discovery.static.peers", "discovery.dns.nameservers"];
 
 /// Everything the configuration is made from, gathered by the caller so tests can pass their own.
 #[derive(Debug, Default)]
@@ -233,7 +233,9 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         let (s, _) = load(&l).unwrap();
         assert_eq!(s.cluster.size, 7);
         assert_eq!(s.cluster.token, "0123", "string values stay strings");
-        let Provider::Static { peers } = &s.discovery.provider;
+        let Provider::Static { peers } = &s.discovery.provider else {
+            panic!("static provider expected")
+        };
         assert_eq!(peers.len(), 2);
         assert_eq!(peers[1].0.as_str(), "b");
 

@@ -67,12 +67,23 @@ pub struct RawDiscovery {
     pub max_interval: Option<String>,
     #[serde(rename = "static", default)]
     pub static_list: RawStatic,
+    #[serde(default)]
+    pub dns: RawDns,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStatic {
     pub peers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub domain: Option<String>,
+    pub service_name: Option<String>,
+    pub nameservers: Option<Vec<String>>,
+    pub member_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +158,20 @@ pub struct DiscoverySettings {
 #[derive(Clone, Debug)]
 pub enum Provider {
     Static { peers: Vec<(MemberName, Host)> },
+    Dns(DnsSettings),
+}
+
+/// `[discovery.dns]`: etcd's own SRV convention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Without a trailing dot.
+    pub domain: String,
+    /// etcd's `--discovery-srv-name`: records become `_etcd-server-ssl-NAME._tcp.DOMAIN`.
+    pub service_name: Option<String>,
+    /// Empty: the system resolver (`/etc/resolv.conf`).
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// Member names from the target's first label (`short`) or its whole name (`fqdn`).
+    pub fqdn_names: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -237,7 +262,8 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()?;
                 Provider::Static { peers }
             }
-            planned @ ("digitalocean" | "hetzner" | "aws" | "dns") => {
+            "dns" => Provider::Dns(dns_settings(d.dns)?),
+            planned @ ("digitalocean" | "hetzner" | "aws") => {
                 return Err(format!(
                     "discovery.provider \"{planned}\" is not available in this version; use \"static\""
                 ));
@@ -332,6 +358,67 @@ impl Settings {
             tls,
         })
     }
+}
+
+fn dns_settings(raw: RawDns) -> Result<DnsSettings, String> {
+    let domain = raw
+        .domain
+        .ok_or("discovery.dns.domain is required with provider = \"dns\"")?;
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(&domain)
+        .to_ascii_lowercase();
+    match Host::parse(&domain) {
+        Ok(Host::Dns(_)) => {}
+        _ => {
+            return Err(format!(
+                "discovery.dns.domain {} is not a DNS name",
+                excerpt(&domain)
+            ));
+        }
+    }
+    if let Some(name) = &raw.service_name {
+        let ok = !name.is_empty()
+            && name.len() <= 40
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(format!(
+                "discovery.dns.service_name {} must be letters, digits and '-'",
+                excerpt(name)
+            ));
+        }
+    }
+    let nameservers = raw
+        .nameservers
+        .unwrap_or_default()
+        .iter()
+        .map(|ns| {
+            ns.parse::<std::net::SocketAddr>()
+                .or_else(|_| ns.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| {
+                    format!(
+                        "discovery.dns.nameservers entry {} is not IP or IP:PORT ([v6]:PORT)",
+                        excerpt(ns)
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let fqdn_names = match raw.member_name.as_deref().unwrap_or("short") {
+        "short" => false,
+        "fqdn" => true,
+        other => {
+            return Err(format!(
+                "discovery.dns.member_name {} must be \"short\" or \"fqdn\"",
+                excerpt(other)
+            ));
+        }
+    };
+    Ok(DnsSettings {
+        domain,
+        service_name: raw.service_name,
+        nameservers,
+        fqdn_names,
+    })
 }
 
 fn parse_static_peer(entry: &str) -> Result<(MemberName, Host), String> {

@@ -123,9 +123,10 @@ pub fn quorum(members: usize) -> usize {
 pub fn decide(f: &Facts<'_>) -> Outcome {
     let Some(me) = f.me else {
         return wait(format!(
-            "this machine is not among the {} discovered members ({})",
+            "this machine is not among the {} discovered members ({}); expecting {}",
             f.discovered.len(),
-            names(f.discovered)
+            names(f.discovered),
+            f.spec.size
         ));
     };
     let my_url = peer_url(f, me);

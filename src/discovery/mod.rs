@@ -2,12 +2,14 @@
 //! `from_settings` is the one place a configured name becomes a provider. Whatever a provider
 //! returns is validated and identified here, the same way for every provider.
 
+mod dns;
 mod localhost;
 mod static_list;
 
 pub use localhost::LocalMachine;
 
 use crate::config::{NodeSettings, Provider as ProviderSettings, Settings};
+use crate::http::AddressBook;
 use crate::member::Candidate;
 
 /// What one listing returned.
@@ -39,15 +41,35 @@ pub trait Discover {
 /// object-safe, and a closed set of providers is what the configuration offers anyway.
 pub enum AnyProvider {
     Static(static_list::StaticList),
+    Dns(Box<dns::DnsSrv>),
 }
 
 impl AnyProvider {
-    pub fn from_settings(settings: &Settings) -> Self {
-        match &settings.discovery.provider {
+    /// The one place a configured provider name becomes a provider. `addresses` receives the
+    /// host names a provider resolves itself; `local` is this machine, for self-identification.
+    pub fn from_settings(
+        settings: &Settings,
+        addresses: AddressBook,
+        local: &LocalMachine,
+    ) -> Result<Self, String> {
+        Ok(match &settings.discovery.provider {
             ProviderSettings::Static { peers } => {
                 AnyProvider::Static(static_list::StaticList::new(peers.clone()))
             }
-        }
+            ProviderSettings::Dns(dns) => {
+                let mut mine = local.addresses.clone();
+                if let Some(crate::member::Host::Ip(ip)) = &settings.node.address {
+                    mine.push(*ip);
+                }
+                AnyProvider::Dns(Box::new(dns::DnsSrv::new(
+                    dns.clone(),
+                    settings.cluster.peer_scheme,
+                    settings.cluster.peer_port,
+                    addresses,
+                    mine,
+                )?))
+            }
+        })
     }
 }
 
@@ -55,6 +77,7 @@ impl Discover for AnyProvider {
     async fn list(&self) -> Result<Listing, DiscoveryError> {
         match self {
             AnyProvider::Static(p) => p.list().await,
+            AnyProvider::Dns(p) => p.list().await,
         }
     }
 }

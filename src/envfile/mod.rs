@@ -43,6 +43,8 @@ pub struct EtcdEnv<'a> {
     pub initial_cluster: &'a [(MemberName, String)],
     pub spec: &'a ClusterSpec,
     pub tls: &'a EtcdTls,
+    /// The addresses a DNS-named host resolved to: etcd binds listen URLs, which must be IPs.
+    pub listen: &'a [IpAddr],
 }
 
 /// The ordered `KEY=VALUE` pairs of the file.
@@ -50,17 +52,25 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
     let spec = env.spec;
     let peer_url = url(spec.peer_scheme, env.host, spec.peer_port);
     let client_url = url(spec.client_scheme, env.host, spec.client_port);
-    // etcd binds listen URLs, so they must be IPs: a DNS-named node listens on every address.
-    let listen_host = match env.host {
-        Host::Ip(_) => env.host.clone(),
-        Host::Dns(_) => Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    // etcd binds listen URLs, so they must be IPs: a DNS-named node listens on the addresses
+    // its name resolved to, or on every address when they are not known.
+    let listen: Vec<Host> = match (env.host, env.listen) {
+        (Host::Ip(_), _) => vec![env.host.clone()],
+        (Host::Dns(_), []) => vec![Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))],
+        (Host::Dns(_), ips) => ips.iter().map(|ip| Host::Ip(*ip)).collect(),
     };
-    let mut listen_client = vec![url(spec.client_scheme, &listen_host, spec.client_port)];
-    // Local clients (etcdctl, health checks) reach etcd on loopback too, unless the node's own
-    // address already is loopback or a wildcard that covers it.
-    if let Host::Ip(ip) = &listen_host
-        && !ip.is_loopback()
-        && !ip.is_unspecified()
+    let urls = |scheme, port| {
+        listen
+            .iter()
+            .map(|h| url(scheme, h, port))
+            .collect::<Vec<_>>()
+    };
+    let mut listen_client = urls(spec.client_scheme, spec.client_port);
+    // Local clients (etcdctl, health checks) reach etcd on loopback too, unless an address
+    // already is loopback or a wildcard that covers it.
+    if !listen
+        .iter()
+        .any(|h| matches!(h, Host::Ip(ip) if ip.is_loopback() || ip.is_unspecified()))
     {
         let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         listen_client.push(url(spec.client_scheme, &lo, spec.client_port));
@@ -81,7 +91,7 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer_url),
         (
             "ETCD_LISTEN_PEER_URLS",
-            url(spec.peer_scheme, &listen_host, spec.peer_port),
+            urls(spec.peer_scheme, spec.peer_port).join(","),
         ),
         ("ETCD_ADVERTISE_CLIENT_URLS", client_url),
         ("ETCD_LISTEN_CLIENT_URLS", listen_client.join(",")),
@@ -199,6 +209,7 @@ mod tests {
             initial_cluster: &ic,
             spec: &spec,
             tls: &tls,
+            listen: &[],
         })
         .unwrap();
         let expected = "ETCD_NAME=etcd-0
@@ -236,6 +247,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             initial_cluster: &ic,
             spec: &spec,
             tls: &tls,
+            listen: &[],
         };
         let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
         assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://0.0.0.0:2380");
@@ -243,6 +255,22 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         assert_eq!(
             map["ETCD_ADVERTISE_CLIENT_URLS"],
             "http://infra0.example.com:2379"
+        );
+
+        let resolved = ["10.0.0.5".parse().unwrap()];
+        let with_ips = EtcdEnv {
+            listen: &resolved,
+            ..env.clone()
+        };
+        let map: std::collections::HashMap<_, _> = entries(&with_ips).into_iter().collect();
+        assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://10.0.0.5:2380");
+        assert_eq!(
+            map["ETCD_LISTEN_CLIENT_URLS"],
+            "http://10.0.0.5:2379,http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            map["ETCD_INITIAL_ADVERTISE_PEER_URLS"],
+            "https://infra0.example.com:2380"
         );
 
         let lo = Host::parse("127.0.0.11").unwrap();
@@ -292,6 +320,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             initial_cluster: &ic,
             spec: &spec,
             tls: &tls,
+            listen: &[],
         };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("etcd.env");

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::EtcdClientSettings;
 use crate::decide::{ClusterView, EtcdMember};
-use crate::http::{ReadError, read_limited};
+use crate::http::{AddressBook, ReadError, read_limited};
 
 /// Member lists of even large clusters are a few KiB; anything near this is not etcd.
 const MAX_BODY: usize = 1 << 20;
@@ -76,14 +76,15 @@ pub struct EtcdClient {
 }
 
 impl EtcdClient {
-    pub fn new(settings: &EtcdClientSettings) -> Result<Self, String> {
+    pub fn new(settings: &EtcdClientSettings, addresses: AddressBook) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // etcd peers are on the cluster's own network; a proxy from the environment
             // (HTTPS_PROXY for the cloud API) must not be used to reach them.
             .no_proxy()
-            .pool_max_idle_per_host(1);
+            .pool_max_idle_per_host(1)
+            .dns_resolver(addresses);
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca)
                 .map_err(|e| format!("etcd_client.ca_file {}: {e}", ca.display()))?;

@@ -97,6 +97,9 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     pub size: usize,
     pub token: String,
+    /// When set, etcd runs in a private mount namespace with this file as its /etc/hosts, so it
+    /// resolves test host names without the test touching the machine's own /etc/hosts.
+    pub hosts_file: Option<PathBuf>,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -116,16 +119,20 @@ impl Lab {
             nodes: Vec::new(),
             size,
             token: format!("t-{}", prefix.replace('.', "-")),
+            hosts_file: None,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-            client: EtcdClient::new(&EtcdClientSettings {
-                ca_file: None,
-                cert_file: None,
-                key_file: None,
-                timeout: Duration::from_secs(2),
-            })
+            client: EtcdClient::new(
+                &EtcdClientSettings {
+                    ca_file: None,
+                    cert_file: None,
+                    key_file: None,
+                    timeout: Duration::from_secs(2),
+                },
+                Default::default(),
+            )
             .unwrap(),
         };
         for i in 0..n {
@@ -150,12 +157,18 @@ impl Lab {
     }
 
     /// Writes node `i`'s config with the given machines as the static peer list.
-    pub fn configure(&self, i: usize, peers: &[usize], extra: &str) {
-        let n = &self.nodes[i];
+    pub fn configure(&self, i: usize, peers: &[usize]) {
         let peers: Vec<String> = peers
             .iter()
             .map(|&p| format!("\"{}={}\"", self.nodes[p].name, self.nodes[p].ip))
             .collect();
+        let block = format!("[discovery.static]\npeers = [{}]", peers.join(", "));
+        self.configure_with(i, "static", &block);
+    }
+
+    /// Writes node `i`'s config with another provider and its `[discovery.<provider>]` block.
+    pub fn configure_with(&self, i: usize, provider: &str, block: &str) {
+        let n = &self.nodes[i];
         let text = format!(
             r#"[node]
 name = "{name}"
@@ -163,33 +176,31 @@ name = "{name}"
 size = {size}
 token = "{token}"
 data_dir = "{data}"
-[discovery]
-timeout = "30s"
-interval = "200ms"
-max_interval = "1s"
-[discovery.static]
-peers = [{peers}]
 [output]
 env_file = "{env}"
 [etcd_client]
 timeout = "1s"
-{extra}
+[discovery]
+provider = "{provider}"
+timeout = "30s"
+interval = "200ms"
+max_interval = "1s"
+{block}
 "#,
             name = n.name,
             size = self.size,
             token = self.token,
             data = n.data_dir().display(),
-            peers = peers.join(", "),
             env = n.env_file().display(),
         );
         fs::write(n.config(), text).unwrap();
     }
 
     /// Configures every machine with every machine as a peer.
-    pub fn configure_all(&self, extra: &str) {
+    pub fn configure_all(&self) {
         let all: Vec<usize> = (0..self.nodes.len()).collect();
         for i in 0..self.nodes.len() {
-            self.configure(i, &all, extra);
+            self.configure(i, &all);
         }
     }
 
@@ -227,14 +238,24 @@ timeout = "1s"
         let n = &mut self.nodes[i];
         assert!(n.proc.is_none(), "etcd already runs on {}", n.name);
         let log = fs::File::create(n.dir.join("etcd.log")).unwrap();
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("set -a; . \"$1\"; exec \"$2\"")
+        let mut script = String::new();
+        let mut cmd = match &self.hosts_file {
+            None => Command::new("sh"),
+            Some(hosts) => {
+                script = format!("mount --bind '{}' /etc/hosts && ", hosts.display());
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "sh"]);
+                c
+            }
+        };
+        script.push_str("set -a; . \"$1\"; exec \"$2\"");
+        cmd.arg("-c").arg(script);
+        let child = cmd
             .arg("sh")
             .arg(n.env_file())
             .arg(&self.etcd.bin)
             .env_clear()
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
