@@ -69,6 +69,39 @@ pub struct RawDiscovery {
     pub static_list: RawStatic,
     #[serde(default)]
     pub dns: RawDns,
+    #[serde(default)]
+    pub digitalocean: RawDigitalOcean,
+    #[serde(default)]
+    pub hetzner: RawHetzner,
+}
+
+/// Keys every cloud provider shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDigitalOcean {
+    pub tag: Option<String>,
+    pub address: Option<String>,
+    pub member_name: Option<String>,
+    pub api_url: Option<String>,
+    pub metadata_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHetzner {
+    pub label_selector: Option<String>,
+    pub address: Option<String>,
+    pub network: Option<String>,
+    pub ipv6_host: Option<String>,
+    pub member_name: Option<String>,
+    pub api_url: Option<String>,
+    pub metadata_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,8 +190,54 @@ pub struct DiscoverySettings {
 
 #[derive(Clone, Debug)]
 pub enum Provider {
-    Static { peers: Vec<(MemberName, Host)> },
+    Static {
+        peers: Vec<(MemberName, Host)>,
+    },
     Dns(DnsSettings),
+    DigitalOcean {
+        cloud: CloudSettings,
+        tag: String,
+    },
+    Hetzner {
+        cloud: CloudSettings,
+        label_selector: String,
+        /// Which private network, by id or name, when a server is in several.
+        network: Option<String>,
+        /// The host part inside the server's public /64 (Hetzner assigns a network, not an address).
+        ipv6_host: std::net::Ipv6Addr,
+    },
+}
+
+/// Which of a machine's addresses peers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    PrivateV4,
+    PublicV4,
+    PublicV6,
+}
+
+impl AddressKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressKind::PrivateV4 => "private_v4",
+            AddressKind::PublicV4 => "public_v4",
+            AddressKind::PublicV6 => "public_v6",
+        }
+    }
+}
+
+/// What every cloud provider shares.
+#[derive(Clone, Debug)]
+pub struct CloudSettings {
+    pub address: AddressKind,
+    /// Member names from the platform id instead of the machine name.
+    pub names_from_id: bool,
+    /// Without a trailing slash.
+    pub api_url: String,
+    pub metadata_url: String,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
 }
 
 /// `[discovery.dns]`: etcd's own SRV convention.
@@ -263,7 +342,66 @@ impl Settings {
                 Provider::Static { peers }
             }
             "dns" => Provider::Dns(dns_settings(d.dns)?),
-            planned @ ("digitalocean" | "hetzner" | "aws") => {
+            "digitalocean" => {
+                let r = d.digitalocean;
+                let key = "discovery.digitalocean";
+                let tag = r
+                    .tag
+                    .filter(|t| !t.is_empty())
+                    .ok_or(format!("{key}.tag is required"))?;
+                let cloud = cloud_settings(
+                    key,
+                    RawCloud {
+                        address: r.address,
+                        member_name: r.member_name,
+                        api_url: r.api_url,
+                        metadata_url: r.metadata_url,
+                        token_file: r.token_file,
+                        ca_file: r.ca_file,
+                        timeout: r.timeout,
+                    },
+                    "https://api.digitalocean.com",
+                    "http://169.254.169.254",
+                )?;
+                Provider::DigitalOcean { cloud, tag }
+            }
+            "hetzner" => {
+                let r = d.hetzner;
+                let key = "discovery.hetzner";
+                let label_selector = r.label_selector.filter(|t| !t.is_empty()).ok_or(format!(
+                    "{key}.label_selector is required (e.g. \"role=etcd,cluster=prod\")"
+                ))?;
+                let ipv6_host = r
+                    .ipv6_host
+                    .as_deref()
+                    .unwrap_or("::1")
+                    .parse()
+                    .map_err(|_| {
+                        format!("{key}.ipv6_host must be an IPv6 address such as \"::1\"")
+                    })?;
+                let network = r.network;
+                let cloud = cloud_settings(
+                    key,
+                    RawCloud {
+                        address: r.address,
+                        member_name: r.member_name,
+                        api_url: r.api_url,
+                        metadata_url: r.metadata_url,
+                        token_file: r.token_file,
+                        ca_file: r.ca_file,
+                        timeout: r.timeout,
+                    },
+                    "https://api.hetzner.cloud",
+                    "http://169.254.169.254",
+                )?;
+                Provider::Hetzner {
+                    cloud,
+                    label_selector,
+                    network,
+                    ipv6_host,
+                }
+            }
+            planned @ "aws" => {
                 return Err(format!(
                     "discovery.provider \"{planned}\" is not available in this version; use \"static\""
                 ));
@@ -358,6 +496,66 @@ impl Settings {
             tls,
         })
     }
+}
+
+struct RawCloud {
+    address: Option<String>,
+    member_name: Option<String>,
+    api_url: Option<String>,
+    metadata_url: Option<String>,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout: Option<String>,
+}
+
+fn cloud_settings(
+    key: &str,
+    r: RawCloud,
+    api: &str,
+    metadata: &str,
+) -> Result<CloudSettings, String> {
+    let address = match r.address.as_deref().unwrap_or("private_v4") {
+        "private_v4" => AddressKind::PrivateV4,
+        "public_v4" => AddressKind::PublicV4,
+        "public_v6" => AddressKind::PublicV6,
+        other => {
+            return Err(format!(
+                "{key}.address {} must be private_v4, public_v4 or public_v6",
+                excerpt(other)
+            ));
+        }
+    };
+    let names_from_id = match r.member_name.as_deref().unwrap_or("name") {
+        "name" => false,
+        "id" => true,
+        other => {
+            return Err(format!(
+                "{key}.member_name {} must be \"name\" or \"id\"",
+                excerpt(other)
+            ));
+        }
+    };
+    let url = |field: &str, value: Option<String>, default: &str| -> Result<String, String> {
+        let v = value.unwrap_or_else(|| default.to_owned());
+        let v = v.trim_end_matches('/').to_owned();
+        if v.starts_with("http://") || v.starts_with("https://") {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{key}.{field} {} must be an http:// or https:// URL",
+                excerpt(&v)
+            ))
+        }
+    };
+    Ok(CloudSettings {
+        address,
+        names_from_id,
+        api_url: url("api_url", r.api_url, api)?,
+        metadata_url: url("metadata_url", r.metadata_url, metadata)?,
+        token_file: r.token_file,
+        ca_file: r.ca_file,
+        timeout: dur(&format!("{key}.timeout"), r.timeout.as_deref(), "10s")?,
+    })
 }
 
 fn dns_settings(raw: RawDns) -> Result<DnsSettings, String> {

@@ -2,9 +2,16 @@
 //! `from_settings` is the one place a configured name becomes a provider. Whatever a provider
 //! returns is validated and identified here, the same way for every provider.
 
+pub mod api;
+mod digitalocean;
 mod dns;
+mod hetzner;
 mod localhost;
+pub mod secret;
 mod static_list;
+
+#[cfg(test)]
+mod fleet;
 
 pub use localhost::LocalMachine;
 
@@ -42,6 +49,8 @@ pub trait Discover {
 pub enum AnyProvider {
     Static(static_list::StaticList),
     Dns(Box<dns::DnsSrv>),
+    DigitalOcean(Box<digitalocean::DigitalOcean>),
+    Hetzner(Box<hetzner::Hetzner>),
 }
 
 impl AnyProvider {
@@ -69,6 +78,39 @@ impl AnyProvider {
                     mine,
                 )?))
             }
+            ProviderSettings::DigitalOcean { cloud, tag } => {
+                let token = secret::load_token(
+                    cloud.token_file.as_deref(),
+                    "digitalocean-token",
+                    "DIGITALOCEAN_TOKEN",
+                    "discovery.digitalocean",
+                )?;
+                AnyProvider::DigitalOcean(Box::new(digitalocean::DigitalOcean::new(
+                    cloud.clone(),
+                    tag.clone(),
+                    token,
+                )?))
+            }
+            ProviderSettings::Hetzner {
+                cloud,
+                label_selector,
+                network,
+                ipv6_host,
+            } => {
+                let token = secret::load_token(
+                    cloud.token_file.as_deref(),
+                    "hcloud-token",
+                    "HCLOUD_TOKEN",
+                    "discovery.hetzner",
+                )?;
+                AnyProvider::Hetzner(Box::new(hetzner::Hetzner::new(
+                    cloud.clone(),
+                    label_selector.clone(),
+                    network.clone(),
+                    *ipv6_host,
+                    token,
+                )?))
+            }
         })
     }
 }
@@ -78,8 +120,53 @@ impl Discover for AnyProvider {
         match self {
             AnyProvider::Static(p) => p.list().await,
             AnyProvider::Dns(p) => p.list().await,
+            AnyProvider::DigitalOcean(p) => p.list().await,
+            AnyProvider::Hetzner(p) => p.list().await,
         }
     }
+}
+
+/// This machine's id from a metadata service, or `None` (logged) when the service does not
+/// answer: identification then falls back to `node.name`, the host name and the addresses.
+async fn metadata_id(api: &api::ApiClient, url: &str) -> Option<String> {
+    match api.get_once(url).await {
+        Ok(body) => {
+            let id = String::from_utf8_lossy(&body).trim().to_owned();
+            let plausible = !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if plausible {
+                Some(id)
+            } else {
+                tracing::warn!(
+                    "the metadata service at {url} answered something that is not an id"
+                );
+                None
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                "metadata service: {}; identifying this machine by name and address instead",
+                e.message
+            );
+            None
+        }
+    }
+}
+
+/// The member name of a cloud machine: its name, or its id with `member_name = "id"`.
+fn named(
+    settings: &crate::config::CloudSettings,
+    name: &str,
+    id: &str,
+    what: &str,
+) -> Result<crate::member::MemberName, DiscoveryError> {
+    let raw = if settings.names_from_id { id } else { name };
+    crate::member::MemberName::parse(raw).map_err(|e| DiscoveryError {
+        retryable: false,
+        kind: crate::error::Kind::DataErr,
+        message: format!("{what} {id}: {e}; rename it or set member_name = \"id\""),
+    })
 }
 
 /// Candidates sorted by name; two machines with one name are an error that names both.

@@ -100,6 +100,8 @@ pub struct Lab {
     /// When set, etcd runs in a private mount namespace with this file as its /etc/hosts, so it
     /// resolves test host names without the test touching the machine's own /etc/hosts.
     pub hosts_file: Option<PathBuf>,
+    /// Write `node.name` into each config (off: the provider must identify the machine).
+    pub name_in_config: bool,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -120,6 +122,7 @@ impl Lab {
             size,
             token: format!("t-{}", prefix.replace('.', "-")),
             hosts_file: None,
+            name_in_config: true,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -170,8 +173,7 @@ impl Lab {
     pub fn configure_with(&self, i: usize, provider: &str, block: &str) {
         let n = &self.nodes[i];
         let text = format!(
-            r#"[node]
-name = "{name}"
+            r#"{node}
 [cluster]
 size = {size}
 token = "{token}"
@@ -187,7 +189,11 @@ interval = "200ms"
 max_interval = "1s"
 {block}
 "#,
-            name = n.name,
+            node = if self.name_in_config {
+                format!("[node]\nname = \"{}\"", n.name)
+            } else {
+                String::new()
+            },
             size = self.size,
             token = self.token,
             data = n.data_dir().display(),

@@ -1,0 +1,172 @@
+//! `provider = "digitalocean"`: droplets carrying a tag.
+//!
+//! API: `GET /v2/droplets?tag_name=TAG&per_page=200`, following `links.pages.next`
+//! (https://docs.digitalocean.com/reference/api/api-reference/#operation/droplets_list).
+//! Self: the droplet metadata service, `GET /metadata/v1/id`
+//! (https://docs.digitalocean.com/reference/api/metadata/).
+
+#[cfg(test)]
+mod mock_tests;
+
+use serde::Deserialize;
+
+use super::api::ApiClient;
+use super::secret::Secret;
+use super::{Discover, DiscoveryError, Listing, metadata_id, named};
+use crate::config::{AddressKind, CloudSettings};
+use crate::error::Kind;
+use crate::member::{Candidate, Host};
+
+/// The largest page the API serves; a fleet of 10,000 droplets is 50 requests.
+const PER_PAGE: usize = 200;
+
+pub struct DigitalOcean {
+    settings: CloudSettings,
+    tag: String,
+    token: Secret,
+    api: ApiClient,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    droplets: Vec<Droplet>,
+    #[serde(default)]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct Links {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize)]
+struct Pages {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Droplet {
+    id: u64,
+    name: String,
+    status: String,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    networks: Networks,
+}
+
+#[derive(Deserialize, Default)]
+struct Networks {
+    #[serde(default)]
+    v4: Vec<Network>,
+    #[serde(default)]
+    v6: Vec<Network>,
+}
+
+#[derive(Deserialize)]
+struct Network {
+    ip_address: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl DigitalOcean {
+    pub fn new(settings: CloudSettings, tag: String, token: Secret) -> Result<Self, String> {
+        let api = ApiClient::new(
+            "DigitalOcean API",
+            settings.ca_file.as_deref(),
+            settings.timeout,
+        )?;
+        Ok(DigitalOcean {
+            settings,
+            tag,
+            token,
+            api,
+        })
+    }
+
+    fn address(&self, d: &Droplet) -> Option<String> {
+        let (list, kind) = match self.settings.address {
+            AddressKind::PrivateV4 => (&d.networks.v4, "private"),
+            AddressKind::PublicV4 => (&d.networks.v4, "public"),
+            AddressKind::PublicV6 => (&d.networks.v6, "public"),
+        };
+        list.iter()
+            .find(|n| n.kind == kind)
+            .map(|n| n.ip_address.clone())
+    }
+}
+
+impl Discover for DigitalOcean {
+    async fn list(&self) -> Result<Listing, DiscoveryError> {
+        let self_id = metadata_id(
+            &self.api,
+            &format!("{}/metadata/v1/id", self.settings.metadata_url),
+        )
+        .await;
+        let mut candidates = Vec::new();
+        let mut page = 1;
+        loop {
+            // The next page is built from our own base URL rather than taken from
+            // `links.pages.next`, so the token is only ever sent to the configured API.
+            let url = format!(
+                "{}/v2/droplets?tag_name={}&per_page={PER_PAGE}&page={page}",
+                self.settings.api_url,
+                urlencode(&self.tag)
+            );
+            let body: Page = self.api.get_json(&url, Some(&self.token)).await?;
+            for d in body.droplets.iter().filter(|d| d.status == "active") {
+                let address = self.address(d).ok_or_else(|| DiscoveryError {
+                    retryable: true,
+                    kind: Kind::DataErr,
+                    message: format!(
+                        "droplet {} ({}) has no {} address yet",
+                        crate::member::excerpt(&d.name),
+                        d.id,
+                        self.settings.address.as_str()
+                    ),
+                })?;
+                let host = Host::parse(&address).map_err(|e| DiscoveryError {
+                    retryable: false,
+                    kind: Kind::DataErr,
+                    message: format!("droplet {}: {e}", d.id),
+                })?;
+                let id = d.id.to_string();
+                let name = named(&self.settings, &d.name, &id, "droplet")?;
+                candidates.push(Candidate {
+                    id,
+                    name,
+                    host,
+                    created: d.created_at.clone(),
+                });
+            }
+            let more = body
+                .links
+                .and_then(|l| l.pages)
+                .and_then(|p| p.next)
+                .is_some();
+            if !more || body.droplets.is_empty() {
+                break;
+            }
+            page += 1;
+        }
+        Ok(Listing {
+            candidates,
+            self_id,
+        })
+    }
+}
+
+/// Percent-encodes a query value (tags may hold `:` and other reserved characters).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
