@@ -34,21 +34,38 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let level = match verbose {
-        0 => tracing::Level::INFO,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
+        0 => LevelFilter::INFO,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
+    // Our own events at the chosen level; the libraries' (HTTP, TLS, the AWS SDK) only when
+    // they warn, unless -vv asks for everything.
+    let others = if verbose >= 2 {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let filter = Targets::new()
+        .with_target("etcd_bootstrap", level)
+        .with_default(others);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
         .with_target(false)
         .with_ansi(false);
     // journald stamps every line itself.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
+        tracing_subscriber::registry()
+            .with(layer.without_time())
+            .with(filter)
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(filter)
+            .init();
     }
 }
 

@@ -73,6 +73,20 @@ pub struct RawDiscovery {
     pub digitalocean: RawDigitalOcean,
     #[serde(default)]
     pub hetzner: RawHetzner,
+    #[serde(default)]
+    pub aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAws {
+    pub tags: Option<Vec<String>>,
+    pub address: Option<String>,
+    pub member_name: Option<String>,
+    pub name_tag: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub metadata_url: Option<String>,
 }
 
 /// Keys every cloud provider shares.
@@ -198,6 +212,7 @@ pub enum Provider {
         cloud: CloudSettings,
         tag: String,
     },
+    Aws(AwsSettings),
     Hetzner {
         cloud: CloudSettings,
         label_selector: String,
@@ -206,6 +221,22 @@ pub enum Provider {
         /// The host part inside the server's public /64 (Hetzner assigns a network, not an address).
         ipv6_host: std::net::Ipv6Addr,
     },
+}
+
+/// `[discovery.aws]`.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// `tag:KEY=VALUE` filters, all of which must match.
+    pub tags: Vec<(String, String)>,
+    pub address: AddressKind,
+    pub names_from_id: bool,
+    /// The tag whose value names the member (`Name`).
+    pub name_tag: String,
+    /// `None`: from the instance metadata service.
+    pub region: Option<String>,
+    /// The EC2 API endpoint; `None`: the SDK's default for the region.
+    pub endpoint_url: Option<String>,
+    pub metadata_url: String,
 }
 
 /// Which of a machine's addresses peers use.
@@ -401,11 +432,7 @@ impl Settings {
                     ipv6_host,
                 }
             }
-            planned @ "aws" => {
-                return Err(format!(
-                    "discovery.provider \"{planned}\" is not available in this version; use \"static\""
-                ));
-            }
+            "aws" => Provider::Aws(aws_settings(d.aws)?),
             other => {
                 return Err(format!(
                     "discovery.provider {} is unknown; expected static, digitalocean, hetzner, aws or dns",
@@ -496,6 +523,73 @@ impl Settings {
             tls,
         })
     }
+}
+
+fn aws_settings(r: RawAws) -> Result<AwsSettings, String> {
+    let key = "discovery.aws";
+    let tags = r
+        .tags
+        .unwrap_or_default()
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!(
+                "{key}.tags entry {} is not \"KEY=VALUE\"",
+                excerpt(t)
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if tags.is_empty() {
+        return Err(format!(
+            "{key}.tags is required (e.g. [\"etcd-cluster=prod\"])"
+        ));
+    }
+    let address = match r.address.as_deref().unwrap_or("private_v4") {
+        "private_v4" => AddressKind::PrivateV4,
+        "public_v4" => AddressKind::PublicV4,
+        "ipv6" => AddressKind::PublicV6,
+        other => {
+            return Err(format!(
+                "{key}.address {} must be private_v4, public_v4 or ipv6",
+                excerpt(other)
+            ));
+        }
+    };
+    let names_from_id = match r.member_name.as_deref().unwrap_or("name") {
+        "name" => false,
+        "id" => true,
+        other => {
+            return Err(format!(
+                "{key}.member_name {} must be \"name\" or \"id\"",
+                excerpt(other)
+            ));
+        }
+    };
+    let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+    if let Some(u) = r.endpoint_url.as_deref().filter(|u| !url_ok(u)) {
+        return Err(format!(
+            "{key}.endpoint_url {} must be an http:// or https:// URL",
+            excerpt(u)
+        ));
+    }
+    let metadata_url = r
+        .metadata_url
+        .unwrap_or_else(|| "http://169.254.169.254".into());
+    if !url_ok(&metadata_url) {
+        return Err(format!(
+            "{key}.metadata_url {} must be an http:// or https:// URL",
+            excerpt(&metadata_url)
+        ));
+    }
+    Ok(AwsSettings {
+        tags,
+        address,
+        names_from_id,
+        name_tag: r.name_tag.unwrap_or_else(|| "Name".into()),
+        region: r.region,
+        endpoint_url: r.endpoint_url.map(|u| u.trim_end_matches('/').to_owned()),
+        metadata_url: metadata_url.trim_end_matches('/').to_owned(),
+    })
 }
 
 struct RawCloud {

@@ -3,6 +3,8 @@
 //! returns is validated and identified here, the same way for every provider.
 
 pub mod api;
+#[cfg(feature = "aws")]
+mod aws;
 mod digitalocean;
 mod dns;
 mod hetzner;
@@ -51,6 +53,8 @@ pub enum AnyProvider {
     Dns(Box<dns::DnsSrv>),
     DigitalOcean(Box<digitalocean::DigitalOcean>),
     Hetzner(Box<hetzner::Hetzner>),
+    #[cfg(feature = "aws")]
+    Aws(Box<aws::Aws>),
 }
 
 impl AnyProvider {
@@ -91,6 +95,12 @@ impl AnyProvider {
                     token,
                 )?))
             }
+            #[cfg(feature = "aws")]
+            ProviderSettings::Aws(aws) => AnyProvider::Aws(Box::new(aws::Aws::new(aws.clone())?)),
+            #[cfg(not(feature = "aws"))]
+            ProviderSettings::Aws(_) => {
+                return Err("discovery.provider \"aws\" is not in this build (built without the aws feature)".into());
+            }
             ProviderSettings::Hetzner {
                 cloud,
                 label_selector,
@@ -122,6 +132,8 @@ impl Discover for AnyProvider {
             AnyProvider::Dns(p) => p.list().await,
             AnyProvider::DigitalOcean(p) => p.list().await,
             AnyProvider::Hetzner(p) => p.list().await,
+            #[cfg(feature = "aws")]
+            AnyProvider::Aws(p) => p.list().await,
         }
     }
 }
