@@ -103,6 +103,9 @@ fn answer_word(a: &PeerAnswer) -> String {
         ),
         PeerAnswer::Refused => "nothing listens".into(),
         PeerAnswer::Forming { members } => format!("bootstrapping with {} members", members.len()),
+        PeerAnswer::Stalled { version } => {
+            format!("a cluster (version {version}) without a leader")
+        }
         PeerAnswer::Unknown { reason } => format!("unknown ({reason})"),
     }
 }

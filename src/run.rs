@@ -26,19 +26,99 @@ pub struct Observation {
     pub me: Option<usize>,
     pub data: DataDir,
     pub probes: Vec<Probe>,
+    /// Members no discovered machine owns that answered on their own client URL.
+    pub undiscovered_alive: Vec<u64>,
 }
 
 impl Observation {
-    pub fn facts<'a>(&'a self, settings: &'a Settings, removed_this_run: usize) -> Facts<'a> {
+    pub fn facts<'a>(&'a self, settings: &'a Settings, memory: &'a RunMemory) -> Facts<'a> {
         Facts {
             spec: &settings.cluster,
             discovered: &self.candidates,
             me: self.me.map(|i| &self.candidates[i]),
             data: self.data,
             probes: &self.probes,
-            removed_this_run,
+            removed_this_run: memory.removed,
+            cluster_seen: memory.cluster_seen,
+            quiet_for: memory.quiet_for(self, settings.cluster.bootstrap_settle),
+            undiscovered_alive: &self.undiscovered_alive,
+            dead_before: &memory.dead_before,
         }
     }
+}
+
+/// What one run remembers between observations.
+#[derive(Default)]
+pub struct RunMemory {
+    /// Dead members removed so far (at most one per run).
+    pub removed: usize,
+    /// A peer showed a cluster at some point of this run.
+    pub cluster_seen: bool,
+    /// Since when each peer has refused connections (or been bootstrapping) without a break.
+    /// Kept across listings that miss a peer: only an answer from the peer itself resets it.
+    refusing_since: std::collections::HashMap<String, Instant>,
+    /// The first observation of this run.
+    started: Option<Instant>,
+    /// When each peer was last listed.
+    last_listed: std::collections::HashMap<String, Instant>,
+    /// Members that looked dead at the previous observation.
+    pub dead_before: Vec<u64>,
+}
+
+impl RunMemory {
+    pub fn observe(&mut self, obs: &Observation) {
+        self.cluster_seen |= obs.probes.iter().any(|p| p.answer.shows_cluster());
+        let now = Instant::now();
+        self.started.get_or_insert(now);
+        for p in &obs.probes {
+            self.last_listed.insert(peer_key(obs, p), now);
+        }
+        for p in &obs.probes {
+            let key = peer_key(obs, p);
+            if matches!(p.answer, PeerAnswer::Refused | PeerAnswer::Forming { .. }) {
+                self.refusing_since.entry(key).or_insert(now);
+            } else {
+                self.refusing_since.remove(&key);
+            }
+        }
+    }
+
+    /// How long every peer of this observation has been quiet: the shortest of their quiets.
+    /// With no peer listed (a one-member cluster, or a listing that missed the others), how long
+    /// this run has been looking.
+    fn quiet_for(&self, obs: &Observation, settle: Duration) -> Duration {
+        // A peer listed within the settle time but missing now: the listing is not settled
+        // (eventually consistent listings miss machines), so this is no quiet at all.
+        let listed: Vec<String> = obs.probes.iter().map(|p| peer_key(obs, p)).collect();
+        if self
+            .last_listed
+            .iter()
+            .any(|(k, t)| t.elapsed() < settle && !listed.contains(k))
+        {
+            return Duration::ZERO;
+        }
+        let run = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        obs.probes
+            .iter()
+            .map(|p| {
+                self.refusing_since
+                    .get(&peer_key(obs, p))
+                    .map_or(Duration::ZERO, Instant::elapsed)
+            })
+            .min()
+            .unwrap_or(run)
+    }
+}
+
+/// A peer is its name and address: a replacement with a reused name is another peer.
+fn peer_key(obs: &Observation, p: &Probe) -> String {
+    let host = obs
+        .candidates
+        .iter()
+        .find(|c| c.name == p.peer)
+        .map(|c| c.host.to_string())
+        .unwrap_or_default();
+    format!("{}={host}", p.peer)
 }
 
 pub struct Agent {
@@ -123,12 +203,47 @@ impl Agent {
         }
         let mut probes: Vec<(usize, Probe)> = tasks.join_all().await;
         probes.sort_by_key(|(i, _)| *i);
+        let probes: Vec<Probe> = probes.into_iter().map(|(_, p)| p).collect();
+        let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
         Ok(Observation {
             candidates,
             me,
             data,
-            probes: probes.into_iter().map(|(_, p)| p).collect(),
+            probes,
+            undiscovered_alive,
         })
+    }
+
+    /// Asks members that no discovered machine owns whether they are alive, on their own client
+    /// URLs: a listing that missed a machine must not make its member look dead.
+    async fn undiscovered_alive(&self, candidates: &[Candidate], probes: &[Probe]) -> Vec<u64> {
+        let spec = &self.settings.cluster;
+        let Some(view) = probes.iter().find_map(|p| match &p.answer {
+            PeerAnswer::Answered(v) => Some(v),
+            _ => None,
+        }) else {
+            return Vec::new();
+        };
+        let owned: Vec<String> = candidates
+            .iter()
+            .map(|c| url(spec.peer_scheme, &c.host, spec.peer_port))
+            .collect();
+        let mut alive = Vec::new();
+        for m in view
+            .members
+            .iter()
+            .filter(|m| m.peer_urls.iter().all(|u| !owned.contains(u)))
+        {
+            for endpoint in &m.client_urls {
+                if let Ok(v) = self.etcd.member_list(endpoint).await
+                    && v.cluster_id == view.cluster_id
+                {
+                    alive.push(m.id);
+                    break;
+                }
+            }
+        }
+        alive
     }
 
     /// Observe once and show what a run would do, without waiting or changing anything.
@@ -137,7 +252,13 @@ impl Agent {
             .observe()
             .await
             .map_err(|e| Failure::new(e.kind, e.message))?;
-        let (steps, outcome) = decide::simulate(&obs.facts(&self.settings, 0));
+        // A run would wait out cluster.bootstrap_settle; the plan shows what follows if the quiet lasts.
+        let mut memory = RunMemory::default();
+        // A run would confirm dead members at its next look; the plan assumes they stay dead.
+        memory.dead_before = decide::dead_ids(&obs.facts(&self.settings, &memory));
+        let mut facts = obs.facts(&self.settings, &memory);
+        facts.quiet_for = self.settings.cluster.bootstrap_settle;
+        let (steps, outcome) = decide::simulate(&facts);
         Ok((obs, steps, outcome))
     }
 
@@ -147,19 +268,22 @@ impl Agent {
         let d = &self.settings.discovery;
         let deadline = Instant::now() + d.timeout;
         let mut backoff = Backoff::from_entropy(d.interval, d.max_interval);
-        let mut removed = 0;
+        let mut memory = RunMemory::default();
         let mut last_reason = String::new();
         loop {
             let (waiting_for, wait_kind) = match self.observe().await {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
-                    let facts = obs.facts(&self.settings, removed);
+                    memory.observe(&obs);
+                    let facts = obs.facts(&self.settings, &memory);
+                    let dead_now = decide::dead_ids(&facts);
                     let (steps, outcome) = if dry_run {
                         decide::simulate(&facts)
                     } else {
                         (Vec::new(), decide::decide(&facts))
                     };
+                    memory.dead_before = dead_now;
                     match &outcome.decision {
                         Decision::Start(plan) => {
                             let me = &obs.candidates
@@ -193,7 +317,7 @@ impl Agent {
                                     if matches!(action, Action::RemoveMember { .. })
                                         && outcome.row == decide::Row::Join
                                     {
-                                        removed += 1;
+                                        memory.removed += 1;
                                     }
                                     backoff.reset();
                                     continue;

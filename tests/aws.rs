@@ -98,6 +98,7 @@ impl Aws {
             format!(
                 r#"[cluster]
 size = {size}
+bootstrap_settle = "0s"
 data_dir = "{data}"
 [output]
 env_file = "{env}"
@@ -326,7 +327,9 @@ fn an_instance_without_a_private_address_is_waited_on_and_named() {
 fn an_unreachable_api_and_a_malformed_body_are_retried_until_the_deadline() {
     let aws = Aws::new("i-0000000000000000a");
     let cfg = aws.config(1);
-    let unreachable = std::fs::read_to_string(&cfg).unwrap().replace(&aws.api.uri(), "http://127.0.0.1:9");
+    let unreachable = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&aws.api.uri(), "http://127.0.0.1:9");
     std::fs::write(&cfg, unreachable).unwrap();
     let out = aws.run(&cfg, &[]);
     assert_eq!(out.status.code(), Some(69));
@@ -335,7 +338,9 @@ fn an_unreachable_api_and_a_malformed_body_are_retried_until_the_deadline() {
     // The SDK's XML reader takes a cut-off document (complete as far as HTTP is concerned) as a
     // listing of nothing. That is safe here, since no plan is made on fewer machines than
     // expected, but it is why a transport-level truncation check (which hyper does) matters.
-    aws.mount(Mock::given(method("POST")).respond_with(xml("<DescribeInstancesResponse><reservationSet><item>".into())));
+    aws.mount(Mock::given(method("POST")).respond_with(xml(
+        "<DescribeInstancesResponse><reservationSet><item>".into(),
+    )));
     let out = aws.run(&aws.config(1), &[]);
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not among the 0 discovered members"));

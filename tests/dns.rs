@@ -108,6 +108,7 @@ fn write_config(
         format!(
             r#"[cluster]
 size = {size}
+bootstrap_settle = "0s"
 data_dir = "{data}"
 {extra}
 [output]

@@ -296,3 +296,18 @@ fn peers_that_never_answer_block_any_decision_until_the_deadline() {
     lab.nodes.clear();
     drop(holders); // the holder threads end with the process
 }
+
+/// A new cluster is bootstrapped only after cluster.bootstrap_settle of quiet: a peer that is
+/// rebooting with data would show up within it.
+#[test]
+fn bootstrap_waits_out_the_settle_time() {
+    let mut lab = Lab::new(etcd34(), 12, 1, 1);
+    lab.bootstrap_settle = "3s";
+    lab.configure_all();
+    let t = Instant::now();
+    let out = lab.agent_ok(0);
+    assert!(t.elapsed() >= Duration::from_secs(3), "bootstrapped after {:?}", t.elapsed());
+    assert!(stderr(&out).contains("cluster.bootstrap_settle"), "the wait is explained: {}", stderr(&out));
+    lab.start_etcd(0);
+    lab.wait_healthy(&[0], 1);
+}

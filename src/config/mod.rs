@@ -56,6 +56,7 @@ pub struct RawCluster {
     pub remove_dead_members: Option<bool>,
     pub join_as_learner: Option<bool>,
     pub replace_stale_data: Option<bool>,
+    pub bootstrap_settle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +193,9 @@ pub struct ClusterSpec {
     pub remove_dead_members: bool,
     pub join_as_learner: bool,
     pub replace_stale_data: bool,
+    /// How long "every expected member discovered, nothing listens anywhere" must hold before a
+    /// new cluster is bootstrapped: longer than a member with data takes to reboot and start etcd.
+    pub bootstrap_settle: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -348,6 +352,11 @@ impl Settings {
             remove_dead_members: c.remove_dead_members.unwrap_or(true),
             join_as_learner: c.join_as_learner.unwrap_or(false),
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
+            bootstrap_settle: dur(
+                "cluster.bootstrap_settle",
+                c.bootstrap_settle.as_deref(),
+                "30s",
+            )?,
         };
         if cluster.peer_port == cluster.client_port {
             return Err(format!(

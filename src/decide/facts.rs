@@ -44,8 +44,18 @@ pub enum PeerAnswer {
     /// Its client port does not answer, but its peer port reports a cluster whose version was
     /// never decided (no leader ever ran it), with these members: a bootstrap in progress.
     Forming { members: Vec<EtcdMember> },
+    /// Its client port does not answer, but its peer port reports a decided cluster version: a
+    /// cluster exists there (restarted on its data, waiting for a quorum). Never bootstrap then.
+    Stalled { version: String },
     /// Timeouts, TLS errors, 5xx, garbage: we cannot tell, so we must not decide on it.
     Unknown { reason: String },
+}
+
+impl PeerAnswer {
+    /// Evidence that a cluster which once had a leader exists.
+    pub fn shows_cluster(&self) -> bool {
+        matches!(self, PeerAnswer::Answered(_) | PeerAnswer::Stalled { .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -75,4 +85,14 @@ pub struct Facts<'a> {
     pub probes: &'a [Probe],
     /// Dead members this run already removed (at most one per run is removed).
     pub removed_this_run: usize,
+    /// Some peer showed a cluster earlier in this run. A run that has seen a cluster never
+    /// bootstraps a new one, even if that cluster's members all go quiet (they may be rebooting).
+    pub cluster_seen: bool,
+    /// How long the same member set has been discovered with nothing listening on any peer.
+    pub quiet_for: std::time::Duration,
+    /// Members no discovered machine owns that answered on their own client URL: alive, only
+    /// missing from the listing (listings are eventually consistent).
+    pub undiscovered_alive: &'a [u64],
+    /// Members that already looked dead at the previous observation of this run.
+    pub dead_before: &'a [u64],
 }

@@ -266,12 +266,10 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
         );
     }
 
-    // Not a member: join. First the dead, whose peer URLs belong to no discovered machine.
-    let dead: Vec<&EtcdMember> = view
-        .members
-        .iter()
-        .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
-        .collect();
+    // Not a member: join. First the dead: no discovered machine owns their peer URL and they do
+    // not answer themselves. A listing can miss a live machine, so a member is removed only when
+    // it looked dead at the previous observation too.
+    let dead = dead_members(f, view);
     let healthy = view
         .members
         .iter()
@@ -279,6 +277,18 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
         .count();
     let live = view.members.len() - dead.len();
 
+    if let Some(d) = dead.first()
+        && f.spec.remove_dead_members
+        && f.removed_this_run == 0
+        && !f.dead_before.contains(&d.id)
+    {
+        return wait(format!(
+            "member {} ({:x}) looks dead (no discovered machine has {}, and it does not answer); confirming at the next look before removing it",
+            display_name(d),
+            d.id,
+            d.peer_urls.join(",")
+        ));
+    }
     if let Some(d) = dead.first()
         && f.spec.remove_dead_members
         && f.removed_this_run == 0
@@ -373,6 +383,10 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             Some(PeerAnswer::Refused) => {}
             Some(PeerAnswer::Forming { members }) => forming.push((c, members)),
             Some(PeerAnswer::Unknown { reason }) => unknown.push(format!("{} ({reason})", c.name)),
+            Some(PeerAnswer::Stalled { version }) => unknown.push(format!(
+                "{} (a cluster of version {version} exists there but has no leader)",
+                c.name
+            )),
             Some(PeerAnswer::Answered(_)) => unreachable!("handled by answered_view"),
             None => unknown.push(format!("{} (not probed)", c.name)),
         }
@@ -396,7 +410,13 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             names(f.discovered)
         ));
     }
+    if f.cluster_seen {
+        return wait(
+            "a cluster answered earlier in this run and now nothing does (its members may be rebooting); never bootstrapping over it",
+        );
+    }
     let expected = discovered_cluster(f);
+    let joining_a_bootstrap = !forming.is_empty();
     for (c, members) in forming {
         let theirs = forming_cluster(members);
         if !same_set(&theirs, &expected) {
@@ -411,6 +431,16 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             ));
         }
     }
+    // A member with data that is rebooting is listed but refuses connections until its etcd
+    // starts: only a quiet that outlasts a reboot means nobody has data. A peer already
+    // bootstrapping this very set has waited out that quiet itself.
+    if !joining_a_bootstrap && f.quiet_for < f.spec.bootstrap_settle {
+        let left = f.spec.bootstrap_settle - f.quiet_for;
+        return wait(format!(
+            "all {n} members are discovered and no etcd answers; making sure for {}s more before bootstrapping (cluster.bootstrap_settle)",
+            left.as_secs_f32().ceil()
+        ));
+    }
     let plan = StartPlan {
         state: ClusterState::New,
         initial_cluster: expected,
@@ -422,6 +452,29 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
         ),
     )
+}
+
+/// Members of `view` that are dead as far as this observation can tell: sorted by id.
+pub fn dead_members<'v>(f: &Facts<'_>, view: &'v ClusterView) -> Vec<&'v EtcdMember> {
+    let mut dead: Vec<&EtcdMember> = view
+        .members
+        .iter()
+        .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
+        .filter(|m| !f.undiscovered_alive.contains(&m.id))
+        .filter(|m| {
+            f.me.is_none_or(|me| !m.peer_urls.contains(&peer_url(f, me)))
+        })
+        .collect();
+    dead.sort_by_key(|m| m.id);
+    dead
+}
+
+/// The dead members' ids in the view the answering peers give, for the caller to remember.
+pub fn dead_ids(f: &Facts<'_>) -> Vec<u64> {
+    match answered_view(f) {
+        Ok(Some(view)) => dead_members(f, view).iter().map(|m| m.id).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Some answering peer reports a decided cluster version (which is all etcd checks on joining).

@@ -16,6 +16,7 @@ fn spec(size: usize) -> ClusterSpec {
         remove_dead_members: true,
         join_as_learner: false,
         replace_stale_data: false,
+        bootstrap_settle: std::time::Duration::from_secs(30),
     }
 }
 
@@ -58,6 +59,10 @@ struct World {
     data: DataDir,
     probes: Vec<Probe>,
     removed: usize,
+    cluster_seen: bool,
+    quiet_for: std::time::Duration,
+    alive: Vec<u64>,
+    dead_before: Vec<u64>,
 }
 
 impl World {
@@ -77,6 +82,12 @@ impl World {
             data: DataDir::Empty,
             probes,
             removed: 0,
+            cluster_seen: false,
+            // Quiet long enough: most tests are about other rules than the settle time.
+            quiet_for: std::time::Duration::from_secs(60),
+            alive: Vec::new(),
+            // Dead-member rules other than the confirmation are tested with it already done.
+            dead_before: (100..120).collect(),
         }
     }
     fn answer(mut self, i: usize, a: PeerAnswer) -> Self {
@@ -105,6 +116,10 @@ impl World {
             data: self.data,
             probes: &self.probes,
             removed_this_run: self.removed,
+            cluster_seen: self.cluster_seen,
+            quiet_for: self.quiet_for,
+            undiscovered_alive: &self.alive,
+            dead_before: &self.dead_before,
         }
     }
 }
@@ -185,6 +200,57 @@ fn waits_when_this_machine_is_not_discovered() {
         "{}",
         o.reason
     );
+}
+
+#[test]
+fn bootstrap_waits_until_the_quiet_outlasts_a_reboot() {
+    let mut w = World::new(3, 3);
+    w.quiet_for = std::time::Duration::from_secs(12);
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.contains("18s more") && o.reason.contains("cluster.bootstrap_settle"),
+        "{}",
+        o.reason
+    );
+    w.quiet_for = std::time::Duration::from_secs(30);
+    assert_eq!(w.decide().row, Row::Bootstrap);
+    // A peer already bootstrapping this set has waited out the quiet itself.
+    let forming: Vec<_> = (0..3)
+        .map(|i| EtcdMember {
+            client_urls: vec![],
+            ..member(i)
+        })
+        .collect();
+    let mut w = World::new(3, 3).answer(1, PeerAnswer::Forming { members: forming });
+    w.quiet_for = std::time::Duration::ZERO;
+    assert_eq!(w.decide().row, Row::Bootstrap);
+}
+
+#[test]
+fn a_run_that_saw_a_cluster_never_bootstraps_when_it_goes_quiet() {
+    let mut w = World::new(3, 3);
+    w.cluster_seen = true;
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.contains("never bootstrapping over it"),
+        "{}",
+        o.reason
+    );
+}
+
+#[test]
+fn a_stalled_cluster_blocks_bootstrap() {
+    let w = World::new(3, 3).answer(
+        1,
+        PeerAnswer::Stalled {
+            version: "3.5.0".into(),
+        },
+    );
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(o.reason.contains("has no leader"), "{}", o.reason);
 }
 
 #[test]
@@ -457,6 +523,38 @@ fn a_replacement_removes_one_dead_member_then_joins() {
         ic(start(&last)),
         format!("etcd-0={},etcd-1={},etcd-2={}", purl(0), purl(1), purl(2))
     );
+}
+
+#[test]
+fn a_member_missing_from_the_listing_but_answering_is_not_dead() {
+    let mut w = World::new(3, 3).all_answer(view(vec![member(1), member(2), member(3)]));
+    w.alive = vec![103];
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
+    assert!(
+        o.reason.contains("already has 3 live members"),
+        "{}",
+        o.reason
+    );
+}
+
+#[test]
+fn a_dead_member_is_confirmed_at_a_second_look_before_removal() {
+    let mut w = World::new(3, 3).all_answer(view(vec![member(1), member(2), member(3)]));
+    w.dead_before = vec![];
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.contains("confirming at the next look"),
+        "{}",
+        o.reason
+    );
+    assert_eq!(dead_ids(&w.facts()), vec![103]);
+    w.dead_before = dead_ids(&w.facts());
+    assert!(matches!(
+        w.decide().decision,
+        Decision::Act(Action::RemoveMember { id: 103, .. })
+    ));
 }
 
 #[test]

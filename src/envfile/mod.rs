@@ -178,6 +178,7 @@ mod tests {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
+            bootstrap_settle: std::time::Duration::ZERO,
         }
     }
 

@@ -39,6 +39,9 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
                 reason: e.to_string(),
             },
         },
+        Ok(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            PeerAnswer::Stalled { version: v }
+        }
         Ok(v) => PeerAnswer::Unknown {
             reason: format!(
                 "{client_err}, while its peer port reports cluster version {}",

@@ -102,6 +102,9 @@ pub struct Lab {
     pub hosts_file: Option<PathBuf>,
     /// Write `node.name` into each config (off: the provider must identify the machine).
     pub name_in_config: bool,
+    /// `cluster.bootstrap_settle` in each config: none by default, to keep tests fast; the
+    /// settle time has tests of its own.
+    pub bootstrap_settle: &'static str,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -123,6 +126,7 @@ impl Lab {
             token: format!("t-{}", prefix.replace('.', "-")),
             hosts_file: None,
             name_in_config: true,
+            bootstrap_settle: "0s",
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -178,6 +182,7 @@ impl Lab {
 size = {size}
 token = "{token}"
 data_dir = "{data}"
+bootstrap_settle = "{settle}"
 [output]
 env_file = "{env}"
 [etcd_client]
@@ -195,6 +200,7 @@ max_interval = "1s"
                 String::new()
             },
             size = self.size,
+            settle = self.bootstrap_settle,
             token = self.token,
             data = n.data_dir().display(),
             env = n.env_file().display(),
