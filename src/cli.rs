@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_name = "DURATION")]
         timeout: String,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), for packaging.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -22,6 +22,24 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "etcd-bootstrap", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot write the man page: {e}");
+                    ExitCode::from(Kind::Software.exit_code() as u8)
+                }
+            };
+        }
+        _ => {}
+    }
     init_logging(cli.verbose);
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +134,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             notify::status(&done);
             Ok(())
         }
+        Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
     }
 }
 

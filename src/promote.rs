@@ -2,13 +2,15 @@
 //! learners. Waits until this node's learner has caught up and promotes it to a voting member.
 //! etcd refuses a promotion until the learner is in sync ("can only promote a learner member
 //! which is in sync with leader"); that answer is retried until the deadline.
+//!
+//! It works from the env file the run wrote (this node's URLs and the cluster's peers), not from
+//! discovery: etcd.service needs no API token for it.
 
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::error::{Failure, Kind};
 use crate::etcd::CallError;
-use crate::member::url;
 use crate::notify;
 use crate::run::Agent;
 
@@ -44,43 +46,81 @@ pub async fn promote(agent: &Agent, timeout: Duration) -> Result<String, Failure
     }
 }
 
-async fn attempt(agent: &Agent) -> Step {
+/// What promote needs from the env file.
+struct Written {
+    my_peer: String,
+    endpoints: Vec<String>,
+}
+
+fn read_env_file(agent: &Agent) -> Result<Written, Failure> {
+    let path = &agent.settings.env_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Kind::Unavailable,
+            format!(
+                "cannot read {}: {e}; run etcd-bootstrap first",
+                path.display()
+            ),
+        )
+    })?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::new(Kind::DataErr, format!("{} has no {key}", path.display())))
+    };
+    let my_peer = get("ETCD_INITIAL_ADVERTISE_PEER_URLS")?;
     let spec = &agent.settings.cluster;
-    let obs = match agent.observe().await {
-        Ok(obs) => obs,
-        Err(e) if e.retryable => return Step::Retry(e.message),
-        Err(e) => return Step::Fail(Failure::new(e.kind, e.message)),
+    // This node's etcd first (it has just started), then every peer's client URL.
+    let mut endpoints: Vec<String> = get("ETCD_ADVERTISE_CLIENT_URLS")?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    for pair in get("ETCD_INITIAL_CLUSTER")?.split(',') {
+        let peer_url = pair.split_once('=').map_or(pair, |(_, u)| u);
+        if let Some(host) = peer_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once(':'))
+            .map(|(h, _)| h)
+            && peer_url != my_peer
+        {
+            endpoints.push(format!(
+                "{}://{host}:{}",
+                spec.client_scheme, spec.client_port
+            ));
+        }
+    }
+    Ok(Written { my_peer, endpoints })
+}
+
+async fn attempt(agent: &Agent) -> Step {
+    let written = match read_env_file(agent) {
+        Ok(w) => w,
+        Err(f) => return Step::Fail(f),
     };
-    let Some(me) = obs.me.map(|i| &obs.candidates[i]) else {
-        return Step::Retry("this machine is not among the discovered members".into());
-    };
-    let my_peer = url(spec.peer_scheme, &me.host, spec.peer_port);
-    // Our own etcd first (it has just started), then every peer.
-    let endpoints = std::iter::once(me)
-        .chain(obs.candidates.iter().filter(|c| c.name != me.name))
-        .map(|c| url(spec.client_scheme, &c.host, spec.client_port));
     let mut last = String::from("no etcd answered");
-    for endpoint in endpoints {
-        let view = match agent.etcd().member_list(&endpoint).await {
+    for endpoint in &written.endpoints {
+        let view = match agent.etcd().member_list(endpoint).await {
             Ok(v) => v,
             Err(e) => {
                 last = e.to_string();
                 continue;
             }
         };
-        let Some(mine) = view.members.iter().find(|m| m.peer_urls.contains(&my_peer)) else {
+        let my_peer = &written.my_peer;
+        let Some(mine) = view.members.iter().find(|m| m.peer_urls.contains(my_peer)) else {
             return Step::Fail(Failure::new(
                 Kind::Unsafe,
                 format!("the cluster does not list this node ({my_peer}); nothing to promote"),
             ));
         };
         if !mine.is_learner {
-            return Step::Done(format!("{} is a voting member", me.name));
+            return Step::Done(format!("this node ({my_peer}) is a voting member"));
         }
-        return match agent.etcd().member_promote(&endpoint, mine.id).await {
+        return match agent.etcd().member_promote(endpoint, mine.id).await {
             Ok(()) => {
                 tracing::info!(id = %format!("{:x}", mine.id), "promoted this learner to a voting member");
-                Step::Done(format!("promoted {} to a voting member", me.name))
+                Step::Done(format!("promoted this node ({my_peer}) to a voting member"))
             }
             Err(CallError::Etcd { message, .. }) if message.contains("in sync") => {
                 Step::Retry("this learner is not in sync with the leader yet".into())

@@ -306,8 +306,16 @@ fn bootstrap_waits_out_the_settle_time() {
     lab.configure_all();
     let t = Instant::now();
     let out = lab.agent_ok(0);
-    assert!(t.elapsed() >= Duration::from_secs(3), "bootstrapped after {:?}", t.elapsed());
-    assert!(stderr(&out).contains("cluster.bootstrap_settle"), "the wait is explained: {}", stderr(&out));
+    assert!(
+        t.elapsed() >= Duration::from_secs(3),
+        "bootstrapped after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        stderr(&out).contains("cluster.bootstrap_settle"),
+        "the wait is explained: {}",
+        stderr(&out)
+    );
     lab.start_etcd(0);
     lab.wait_healthy(&[0], 1);
 }

@@ -339,7 +339,7 @@ impl Settings {
         }
         let token = c.token.unwrap_or_else(|| "etcd-cluster".into());
         check_token(&token)?;
-        let data_dir = c.data_dir.unwrap_or_else(|| "/var/lib/etcd".into());
+        let data_dir = c.data_dir.unwrap_or_else(|| "/var/lib/etcd/default".into());
         check_path("cluster.data_dir", &data_dir)?;
         let cluster = ClusterSpec {
             size: size as usize,

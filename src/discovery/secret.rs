@@ -39,16 +39,24 @@ pub fn load_token(
         return read_token_file(path, &format!("{key}.token_file"));
     }
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&dir).join(credential);
-        if path.exists() {
-            return read_token_file(&path, "the systemd credential");
+        // `LoadCredential=digitalocean-token:PATH`, or the shipped unit's
+        // `LoadCredential=etcd-bootstrap:/etc/etcd-bootstrap/credentials`, which systemd exposes
+        // file by file as `etcd-bootstrap_<file name>`.
+        for name in [
+            credential.to_owned(),
+            format!("etcd-bootstrap_{credential}"),
+        ] {
+            let path = Path::new(&dir).join(name);
+            if path.exists() {
+                return read_token_file(&path, "the systemd credential");
+            }
         }
     }
     if let Ok(value) = std::env::var(env_var) {
         return check(value.trim(), env_var);
     }
     Err(format!(
-        "no API token: set {key}.token_file, pass the systemd credential {credential:?} (LoadCredential=), or set {env_var}"
+        "no API token: put it in /etc/etcd-bootstrap/credentials/{credential}, set {key}.token_file, or set {env_var}"
     ))
 }
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Boot test with real systemd: Debian containers (debootstrap, cached) with Debian's etcd-server
+# and this project's .deb, booted with `systemd-nspawn --boot`. They share the host's network
+# namespace and use their own loopback addresses; the DigitalOcean API and metadata services are
+# mocked on 127.0.0.1 (tests/boot/mock_cloud.py). Needs root.
+#
+#   tests/boot/run.sh target/packages/etcd-bootstrap_*.deb
+#
+# Checks: etcd-bootstrap.service is active (exited) with its STATUS= text; etcd.service runs
+# with the written environment; three containers form one cluster; a rebooted container keeps
+# its data and membership; a container whose agent cannot decide never starts etcd.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+deb=$(realpath "${1:?usage: tests/boot/run.sh PATH-TO.deb}")
+cache=${BOOT_TEST_CACHE:-/var/cache/etcd-bootstrap-test}
+base=$cache/rootfs-bookworm
+work=$(mktemp -d /var/tmp/etcd-bootstrap-boot.XXXXXX)
+net=127.0.201
+api_port=18600
+pids=()
+
+log() { echo "boot-test: $*"; }
+fail() { log "FAILED: $*"; for c in "$work"/c*; do [ -d "$c" ] && in_container "$(basename "$c")" journalctl --no-pager -n 30 -u etcd-bootstrap -u etcd 2>/dev/null; done; exit 1; }
+
+cleanup() {
+    for c in "$work"/c*; do
+        [ -d "$c" ] || continue
+        pkill -f "systemd-nspawn .*-D $c " 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. A Debian root with systemd and etcd-server, made once and kept.
+if [ ! -d "$base" ]; then
+    log "debootstrap bookworm into $base (once; cached afterwards)"
+    mkdir -p "$cache"
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,etcd-server,ca-certificates \
+        bookworm "$base.tmp" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
+        || { tail -20 "$cache/debootstrap.log"; exit 1; }
+    printf '127.0.0.1 localhost\n::1 localhost\n' >"$base.tmp/etc/hosts"
+    mv "$base.tmp" "$base"
+fi
+
+# 2. The package, installed once into a copy of that root.
+cp -a "$base" "$work/image"
+cp "$deb" "$work/image/tmp/etcd-bootstrap.deb"
+systemd-nspawn -q -D "$work/image" --register=no dpkg -i /tmp/etcd-bootstrap.deb >"$work/dpkg.log" 2>&1 \
+    || { cat "$work/dpkg.log"; fail "dpkg -i"; }
+rm "$work/image/tmp/etcd-bootstrap.deb"
+[ -d "$work/image/etc/etcd-bootstrap/credentials" ] || fail "the package did not create the credentials directory"
+
+# 3. Containers: c1..c3 are the cluster; c4 carries another tag, with size 5, and cannot decide.
+container() { # name index tag size
+    local name=$1 i=$2 tag=$3 size=$4 root=$work/$1
+    cp -a "$work/image" "$root"
+    echo "$name" >"$root/etc/hostname"
+    cat >"$root/etc/etcd-bootstrap/config.toml" <<TOML
+[cluster]
+size = $size
+token = "boot-test"
+bootstrap_settle = "2s"
+[discovery]
+provider = "digitalocean"
+timeout = "20s"
+interval = "500ms"
+[discovery.digitalocean]
+tag = "$tag"
+api_url = "http://127.0.0.1:$api_port"
+metadata_url = "http://127.0.0.1:$((api_port + i))"
+TOML
+    printf 'dop_v1_boottest_0123456789\n' >"$root/etc/etcd-bootstrap/credentials/digitalocean-token"
+    chmod 600 "$root/etc/etcd-bootstrap/credentials/digitalocean-token"
+}
+boot() { # name
+    systemd-nspawn -D "$work/$1" --boot --register=no --keep-unit -M "$1" --console=passive \
+        --link-journal=no >"$work/$1.console" 2>&1 &
+    pids+=($!)
+}
+leader() { # name -> the container's PID 1, seen from here
+    local nspawn
+    nspawn=$(pgrep -f "systemd-nspawn -D $work/$1 " | head -1) || return 1
+    pgrep -P "$nspawn" | head -1
+}
+in_container() { # name command...
+    local pid; pid=$(leader "$1") || return 1
+    shift
+    nsenter -t "$pid" -m -u -i -p -- "$@"
+}
+wait_for() { # name unit state seconds
+    local i
+    for ((i = 0; i < $4 * 2; i++)); do
+        [ "$(in_container "$1" systemctl show -p ActiveState --value "$2" 2>/dev/null)" = "$3" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+members() { curl -s -m 3 -X POST "http://$net.1:2379/v3/cluster/member/list" -d '{}'; }
+
+python3 tests/boot/mock_cloud.py "$api_port" tests/fixtures/digitalocean/droplet.json \
+    "etcd:boot=7001:c1:$net.1,7002:c2:$net.2,7003:c3:$net.3" "etcd:other=7004:c4:$net.4" \
+    -- "$((api_port + 1)):7001" "$((api_port + 2)):7002" "$((api_port + 3)):7003" "$((api_port + 4)):7004" \
+    >"$work/mock.log" 2>&1 &
+pids+=($!)
+for i in 1 2 3; do container "c$i" "$i" etcd:boot 3; done
+container c4 4 etcd:other 5
+sleep 1
+grep -q ready "$work/mock.log" || fail "the mock cloud did not start"
+
+log "booting c1 c2 c3 c4"
+for c in c1 c2 c3 c4; do boot "$c"; done
+for c in c1 c2 c3; do
+    wait_for "$c" etcd.service active 90 || fail "$c: etcd.service did not become active"
+done
+
+# 4. Each node: the agent's unit, its status text, and etcd running with the written environment.
+for c in c1 c2 c3; do
+    state=$(in_container "$c" systemctl show -p ActiveState,SubState --value etcd-bootstrap.service | paste -sd/)
+    [ "$state" = "active/exited" ] || fail "$c: etcd-bootstrap.service is $state"
+    status=$(in_container "$c" systemctl show -p StatusText --value etcd-bootstrap.service)
+    [[ "$status" == "new (bootstrap): wrote /run/etcd-bootstrap/etcd.env" ]] || fail "$c: status text is '$status'"
+    pid=$(in_container "$c" systemctl show -p MainPID --value etcd.service)
+    in_container "$c" cat "/proc/$pid/environ" | tr '\0' '\n' | grep -qx "ETCD_NAME=$c" || fail "$c: etcd runs without ETCD_NAME=$c"
+    in_container "$c" cat "/proc/$pid/environ" | tr '\0' '\n' | grep -qx "ETCD_INITIAL_CLUSTER_STATE=new" || fail "$c: not state new"
+    log "$c: etcd-bootstrap active (exited), \"$status\"; etcd active as $c"
+done
+before=$(members)
+count=$(grep -o '"clientURLs"' <<<"$before" | wc -l)
+[ "$count" = 3 ] || fail "expected 3 started members, got: $before"
+for i in 2 3; do
+    other=$(curl -s -m 3 -X POST "http://$net.$i:2379/v3/cluster/member/list" -d '{}')
+    [ "$(grep -o '"cluster_id":"[0-9]*"' <<<"$other")" = "$(grep -o '"cluster_id":"[0-9]*"' <<<"$before")" ] \
+        || fail "c$i reports another cluster"
+done
+log "one cluster of 3 started members"
+
+# 5. The undecidable container: its agent fails at the deadline, and etcd never starts.
+wait_for c4 etcd-bootstrap.service failed 60 || fail "c4: etcd-bootstrap.service did not fail"
+status=$(in_container c4 systemctl show -p StatusText --value etcd-bootstrap.service)
+[[ "$status" == "failed: no decision within discovery.timeout"*"waiting for 5 members, found 1: c4"* ]] \
+    || fail "c4: status text is '$status'"
+etcd_state=$(in_container c4 systemctl show -p ActiveState --value etcd.service)
+[ "$etcd_state" != active ] || fail "c4: etcd.service is active although the agent failed"
+in_container c4 test ! -e /var/lib/etcd/default/member || fail "c4: etcd created data"
+log "c4: etcd-bootstrap failed (\"$status\"); etcd.service $etcd_state, no data created"
+
+# 6. Reboot c1: same data, same membership, the agent restarts it as existing.
+in_container c1 systemctl poweroff || true
+for ((i = 0; i < 60; i++)); do pgrep -f "systemd-nspawn -D $work/c1 " >/dev/null || break; sleep 0.5; done
+pgrep -f "systemd-nspawn -D $work/c1 " >/dev/null && fail "c1 did not power off"
+boot c1
+wait_for c1 etcd.service active 90 || fail "c1: etcd.service did not come back"
+status=$(in_container c1 systemctl show -p StatusText --value etcd-bootstrap.service)
+[[ "$status" == "existing (restart"* ]] || fail "c1 after reboot: status text is '$status'"
+after=$(members)
+ids() { grep -o '"ID":"[0-9]*"' <<<"$1" | sort; }
+[ "$(ids "$before")" = "$(ids "$after")" ] || fail "membership changed across the reboot: $before / $after"
+log "c1 rebooted: \"$status\", membership unchanged"
+log "PASSED"
