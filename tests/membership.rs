@@ -319,3 +319,46 @@ fn bootstrap_waits_out_the_settle_time() {
     lab.start_etcd(0);
     lab.wait_healthy(&[0], 1);
 }
+
+/// The agent killed (SIGKILL) right after `member add` succeeded, before it wrote the env file:
+/// the next run finds the unstarted member, reuses it, and the cluster comes back to 3 members.
+#[test]
+fn killed_between_member_add_and_env_write_then_run_again() {
+    use std::io::BufRead;
+    let mut lab = formed(etcd34(), 13);
+    lab.stop_etcd(2);
+    std::fs::remove_dir_all(&lab.nodes[2].dir).unwrap();
+    let new = lab.add_node(&format!("127.{}.13.4", lab.etcd.net));
+    lab.configure(new, &[0, 1, new]);
+    let mut agent = std::process::Command::new(AGENT)
+        .arg("--config")
+        .arg(lab.nodes[new].config())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(agent.stderr.take().unwrap());
+    for line in log.lines() {
+        if line.unwrap().contains("added this node as a member") {
+            agent.kill().unwrap(); // SIGKILL
+            break;
+        }
+    }
+    agent.wait().unwrap();
+    assert!(
+        !lab.nodes[new].env_file().exists(),
+        "killed before the env file was written"
+    );
+    let members = lab.members(0);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(
+        members
+            .iter()
+            .any(|m| m.peer_urls.contains(&lab.nodes[new].peer_url()) && !m.has_started())
+    );
+
+    let out = lab.agent_ok(new);
+    assert!(stderr(&out).contains("reuse"), "{}", stderr(&out));
+    assert_eq!(lab.members(0).len(), 3, "no second member was added");
+    lab.start_etcd(new);
+    lab.wait_healthy(&[0, 1, new], 3);
+}

@@ -16,6 +16,15 @@ use crate::error::Kind;
 const TOKEN: &str = "dop_v1_0123456789abcdef";
 
 fn provider(api: &str, metadata: &str, address: AddressKind) -> DigitalOcean {
+    provider_with_timeout(api, metadata, address, Duration::from_secs(2))
+}
+
+fn provider_with_timeout(
+    api: &str,
+    metadata: &str,
+    address: AddressKind,
+    timeout: Duration,
+) -> DigitalOcean {
     let settings = CloudSettings {
         address,
         names_from_id: false,
@@ -23,7 +32,7 @@ fn provider(api: &str, metadata: &str, address: AddressKind) -> DigitalOcean {
         metadata_url: metadata.to_owned(),
         token_file: None,
         ca_file: None,
-        timeout: Duration::from_secs(2),
+        timeout,
     };
     let token = crate::discovery::secret::tests_only_secret(TOKEN);
     DigitalOcean::new(settings, "etcd".into(), token).unwrap()
@@ -31,6 +40,20 @@ fn provider(api: &str, metadata: &str, address: AddressKind) -> DigitalOcean {
 
 /// Serves the fleet page by page, as the API does.
 struct Fleet(Vec<Value>, String);
+
+impl Fleet {
+    fn delayed(self, by: Duration) -> Delayed {
+        Delayed(self, by)
+    }
+}
+
+struct Delayed(Fleet, Duration);
+
+impl Respond for Delayed {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        self.0.respond(req).set_delay(self.1)
+    }
+}
 
 impl Respond for Fleet {
     fn respond(&self, req: &Request) -> ResponseTemplate {
@@ -342,4 +365,103 @@ async fn an_endless_body_is_cut_off() {
         .await
         .unwrap_err();
     assert!(err.message.contains("larger than"), "{}", err.message);
+}
+
+// ---- faults: resets, slowness, endless bodies -------------------------------------------------
+
+/// A server that accepts connections and closes them at once, without a byte.
+fn resetting_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(16) {
+            drop(c);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn connection_resets_are_retried_then_reported() {
+    let api = resetting_server();
+    let err = provider(&api, "http://127.0.0.1:9", AddressKind::PrivateV4)
+        .list()
+        .await
+        .unwrap_err();
+    assert!(err.retryable, "{}", err.message);
+    assert!(err.message.contains("request to"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_response_slower_than_the_timeout_is_cut_and_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/droplets"))
+        .respond_with(
+            Fleet((0..3).map(droplet).collect(), server.uri()).delayed(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let p = provider_with_timeout(
+        &server.uri(),
+        &server.uri(),
+        AddressKind::PrivateV4,
+        Duration::from_millis(300),
+    );
+    let t = Instant::now();
+    let err = p.list().await.unwrap_err();
+    assert!(
+        err.retryable && err.message.contains("timed out"),
+        "{}",
+        err.message
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "each attempt was cut at the timeout: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(droplet_requests(&server).await, 4);
+}
+
+/// A server that answers 200 with a chunked body that never ends (1 GiB and more).
+fn endless_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(8) {
+            let Ok(mut c) = c else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let _ = c.read(&mut [0u8; 4096]);
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let chunk = format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536));
+                for _ in 0..(1 << 14) {
+                    // 16,384 chunks of 64 KiB: 1 GiB, unless the client hangs up first.
+                    if c.write_all(chunk.as_bytes()).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(65536, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), sent)
+}
+
+#[tokio::test]
+async fn an_endless_chunked_body_is_cut_at_the_bound() {
+    let (api, sent) = endless_server();
+    let err = provider(&api, "http://127.0.0.1:9", AddressKind::PrivateV4)
+        .list()
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("larger than"), "{}", err.message);
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < 64 << 20,
+        "the client kept reading: {sent} bytes over 4 attempts"
+    );
 }
