@@ -465,3 +465,58 @@ async fn an_endless_chunked_body_is_cut_at_the_bound() {
         "the client kept reading: {sent} bytes over 4 attempts"
     );
 }
+
+// ---- hostile input from the API --------------------------------------------------------------
+
+#[tokio::test]
+async fn hostile_names_and_addresses_are_refused_with_a_clear_error() {
+    let long = "a".repeat(10_000);
+    let names: &[(&str, &str)] = &[
+        ("etcd-0\nETCD_NAME=evil", "a newline"),
+        ("etcd-0\"", "'\"'"),
+        ("etcd-0'", "'''"),
+        ("$(reboot)", "'$'"),
+        ("`id`", "'`'"),
+        ("a=b", "'='"),
+        ("a,b", "','"),
+        ("a\0b", "NUL"),
+        (&long, "10000 characters"),
+        ("еtcd-0", "non-ASCII"), // Cyrillic е
+        ("etcd‐0", "non-ASCII"), // U+2010 hyphen
+    ];
+    for (name, why) in names {
+        let mut d = droplet(0);
+        d["name"] = (*name).into();
+        let server = api_with(vec![d]).await;
+        let err = provider(&server.uri(), &server.uri(), AddressKind::PrivateV4)
+            .list()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::DataErr, "{name:?}");
+        assert!(err.message.contains(why), "{name:?}: {}", err.message);
+        assert!(
+            !err.message.contains('\n') && err.message.len() < 300,
+            "one short line: {:?}",
+            err.message
+        );
+    }
+    let addresses = [
+        ("10.0.0.256", "not a valid IPv4"),
+        ("010.0.0.1", "not a valid IPv4"),
+        ("fe80::1%eth0", "zone id"),
+        ("FD00::1", "canonical"),
+        ("0.0.0.0", "cannot be a member's address"),
+        ("10.0.0.1; reboot", "neither an IP"),
+    ];
+    for (ip, why) in addresses {
+        let mut d = droplet(0);
+        d["networks"]["v4"][0]["ip_address"] = ip.into();
+        let server = api_with(vec![d]).await;
+        let err = provider(&server.uri(), &server.uri(), AddressKind::PrivateV4)
+            .list()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::DataErr, "{ip:?}");
+        assert!(err.message.contains(why), "{ip:?}: {}", err.message);
+    }
+}
