@@ -518,6 +518,13 @@ impl World {
                 let mut key: Vec<String> = ic.iter().map(|(n, u)| format!("{n}={u}")).collect();
                 key.sort();
                 let id = hash(&format!("{}|{}", key.join(","), self.spec.token));
+                // The same member set and token give the same cluster id, as in etcd. A formed
+                // cluster of that id that no live machine holds data of is gone: start afresh.
+                if self.formed.contains(&id) {
+                    self.formed.remove(&id);
+                    self.clusters.remove(&id);
+                    self.trace.push(format!("t={now}: cluster {id:x} is gone; bootstrapped again"));
+                }
                 let cl = self.clusters.entry(id).or_insert_with(|| Cluster {
                     members: ic
                         .iter()
