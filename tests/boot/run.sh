@@ -47,7 +47,7 @@ fi
 # 2. The package, installed once into a copy of that root.
 cp -a "$base" "$work/image"
 cp "$deb" "$work/image/tmp/etcd-bootstrap.deb"
-systemd-nspawn -q -D "$work/image" --register=no dpkg -i /tmp/etcd-bootstrap.deb >"$work/dpkg.log" 2>&1 \
+chroot "$work/image" dpkg -i /tmp/etcd-bootstrap.deb >"$work/dpkg.log" 2>&1 \
     || { cat "$work/dpkg.log"; fail "dpkg -i"; }
 rm "$work/image/tmp/etcd-bootstrap.deb"
 [ -d "$work/image/etc/etcd-bootstrap/credentials" ] || fail "the package did not create the credentials directory"
