@@ -523,7 +523,9 @@ impl World {
                 if self.formed.contains(&id) {
                     self.formed.remove(&id);
                     self.clusters.remove(&id);
-                    self.trace.push(format!("t={now}: cluster {id:x} is gone; bootstrapped again"));
+                    self.trace.push(format!(
+                        "t={now}: cluster {id:x} is gone; bootstrapped again"
+                    ));
                 }
                 let cl = self.clusters.entry(id).or_insert_with(|| Cluster {
                     members: ic
