@@ -1,0 +1,151 @@
+//! What one configuration layer says: every field optional, unknown keys refused.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::member::Scheme;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub discovery: RawDiscovery,
+    #[serde(default)]
+    pub output: RawOutput,
+    #[serde(default)]
+    pub etcd_client: RawEtcdClient,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub size: Option<i64>,
+    pub token: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub peer_scheme: Option<Scheme>,
+    pub client_scheme: Option<Scheme>,
+    pub peer_port: Option<i64>,
+    pub client_port: Option<i64>,
+    pub remove_dead_members: Option<bool>,
+    pub join_as_learner: Option<bool>,
+    pub replace_stale_data: Option<bool>,
+    pub bootstrap_settle: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub provider: Option<String>,
+    pub timeout: Option<String>,
+    pub interval: Option<String>,
+    pub max_interval: Option<String>,
+    #[serde(rename = "static", default)]
+    pub static_list: RawStatic,
+    #[serde(default)]
+    pub dns: RawDns,
+    #[serde(default)]
+    pub digitalocean: RawDigitalOcean,
+    #[serde(default)]
+    pub hetzner: RawHetzner,
+    #[serde(default)]
+    pub aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAws {
+    pub tags: Option<Vec<String>>,
+    pub address: Option<String>,
+    pub member_name: Option<String>,
+    pub name_tag: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub metadata_url: Option<String>,
+}
+
+/// Keys every cloud provider shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDigitalOcean {
+    pub tag: Option<String>,
+    pub address: Option<String>,
+    pub member_name: Option<String>,
+    pub api_url: Option<String>,
+    pub metadata_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHetzner {
+    pub label_selector: Option<String>,
+    pub address: Option<String>,
+    pub network: Option<String>,
+    pub ipv6_host: Option<String>,
+    pub member_name: Option<String>,
+    pub api_url: Option<String>,
+    pub metadata_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    pub peers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub domain: Option<String>,
+    pub service_name: Option<String>,
+    pub nameservers: Option<Vec<String>>,
+    pub member_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdClient {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+/// etcd's own TLS settings, passed through to the env file (`ETCD_CERT_FILE`, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: Option<bool>,
+    pub peer_cert_file: Option<PathBuf>,
+    pub peer_key_file: Option<PathBuf>,
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    pub peer_client_cert_auth: Option<bool>,
+}
