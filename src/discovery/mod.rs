@@ -5,9 +5,11 @@
 pub mod api;
 #[cfg(feature = "aws")]
 mod aws;
-mod digitalocean;
+/// Public for the fuzz targets (`Page`).
+pub mod digitalocean;
 mod dns;
-mod hetzner;
+/// Public for the fuzz targets (`Page`).
+pub mod hetzner;
 mod localhost;
 pub mod secret;
 mod static_list;

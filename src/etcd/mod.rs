@@ -6,7 +6,8 @@
 //! Gateway reference: https://etcd.io/docs/v3.5/dev-guide/api_grpc_gateway/
 
 mod probe;
-mod wire;
+/// etcd's JSON shapes; public for the fuzz targets.
+pub mod wire;
 
 pub use probe::probe;
 

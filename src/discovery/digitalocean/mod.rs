@@ -27,8 +27,9 @@ pub struct DigitalOcean {
     api: ApiClient,
 }
 
+/// One page of `GET /v2/droplets`.
 #[derive(Deserialize)]
-struct Page {
+pub struct Page {
     droplets: Vec<Droplet>,
     #[serde(default)]
     links: Option<Links>,

@@ -37,8 +37,9 @@ pub struct Hetzner {
     api: ApiClient,
 }
 
+/// One page of `GET /v1/servers`.
 #[derive(Deserialize)]
-struct Page {
+pub struct Page {
     servers: Vec<Server>,
     meta: Meta,
 }

@@ -1,0 +1,27 @@
+//! Every parser of outside input: provider pages, etcd's gateway and peer-port JSON, and a
+//! configuration layer (TOML, then validation). None may panic, and a configuration error stays
+//! one line (it is printed as one).
+#![no_main]
+
+use etcd_bootstrap::config::{Raw, Settings};
+use etcd_bootstrap::discovery::{digitalocean, hetzner};
+use etcd_bootstrap::etcd::wire;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, body)) = data.split_first() else { return };
+    match which % 5 {
+        0 => drop(serde_json::from_slice::<digitalocean::Page>(body)),
+        1 => drop(serde_json::from_slice::<hetzner::Page>(body)),
+        2 => drop(serde_json::from_slice::<wire::MemberListResponse>(body)),
+        3 => drop(serde_json::from_slice::<Vec<wire::PeerMember>>(body)),
+        _ => {
+            let Ok(text) = std::str::from_utf8(body) else { return };
+            if let Ok(raw) = toml::from_str::<Raw>(text)
+                && let Err(e) = Settings::from_raw(raw)
+            {
+                assert!(!e.contains('\n'), "a multi-line configuration error: {e:?}");
+            }
+        }
+    }
+});
