@@ -18,8 +18,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(text.chars().all(safe), "validator accepted {text:?}");
     }
     let mut parts = text.splitn(3, '\u{1}');
-    let (Some(name), Some(host)) = (parts.next(), parts.next()) else { return };
-    let (Ok(name), Ok(host)) = (MemberName::parse(name), Host::parse(host)) else { return };
+    let (Some(name), Some(host)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let (Ok(name), Ok(host)) = (MemberName::parse(name), Host::parse(host)) else {
+        return;
+    };
     let spec = ClusterSpec {
         size: 1,
         token: "fuzz".into(),
@@ -35,15 +39,29 @@ fuzz_target!(|data: &[u8]| {
     };
     let ic = vec![(name.clone(), url(Scheme::Https, &host, 2380))];
     let tls = EtcdTls::default();
-    let env = EtcdEnv { name: &name, host: &host, state: ClusterState::New, initial_cluster: &ic, spec: &spec, tls: &tls, listen: &[] };
+    let env = EtcdEnv {
+        name: &name,
+        host: &host,
+        state: ClusterState::New,
+        initial_cluster: &ic,
+        spec: &spec,
+        tls: &tls,
+        listen: &[],
+    };
     let file = render(&env).expect("validated inputs always render");
     let mut read_back = Vec::new();
     for line in file.lines().filter(|l| !l.starts_with('#')) {
         let (k, v) = line.split_once('=').expect("KEY=VALUE");
-        assert!(k.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{line:?}");
+        assert!(
+            k.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+            "{line:?}"
+        );
         assert!(v.chars().all(safe) && !v.is_empty(), "{line:?}");
         read_back.push((k.to_owned(), v.to_owned()));
     }
-    let rendered: Vec<(String, String)> = entries(&env).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let rendered: Vec<(String, String)> = entries(&env)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     assert_eq!(read_back, rendered);
 });

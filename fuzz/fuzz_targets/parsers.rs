@@ -9,14 +9,18 @@ use etcd_bootstrap::etcd::wire;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, body)) = data.split_first() else { return };
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
     match which % 5 {
         0 => drop(serde_json::from_slice::<digitalocean::Page>(body)),
         1 => drop(serde_json::from_slice::<hetzner::Page>(body)),
         2 => drop(serde_json::from_slice::<wire::MemberListResponse>(body)),
         3 => drop(serde_json::from_slice::<Vec<wire::PeerMember>>(body)),
         _ => {
-            let Ok(text) = std::str::from_utf8(body) else { return };
+            let Ok(text) = std::str::from_utf8(body) else {
+                return;
+            };
             if let Ok(raw) = toml::from_str::<Raw>(text)
                 && let Err(e) = Settings::from_raw(raw)
             {
