@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         0 => drop(serde_json::from_slice::<digitalocean::Page>(body)),
         1 => drop(serde_json::from_slice::<hetzner::Page>(body)),
         2 => drop(serde_json::from_slice::<wire::MemberListResponse>(body)),
-        3 => drop(serde_json::from_slice::<Vec<wire::PeerMember>>(body)),
+        3 => drop(serde_json::from_slice::<Vec<wire::Member>>(body)),
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
                 return;

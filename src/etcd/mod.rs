@@ -209,7 +209,7 @@ impl EtcdClient {
     }
 
     pub async fn peer_members(&self, peer_url: &str) -> Result<Vec<EtcdMember>, CallError> {
-        let m: Vec<wire::PeerMember> = self.get(peer_url, "/members").await?;
+        let m: Vec<wire::Member> = self.get(peer_url, "/members").await?;
         Ok(m.into_iter().map(Into::into).collect())
     }
 

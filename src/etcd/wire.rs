@@ -11,7 +11,7 @@ use crate::decide::{ClusterView, EtcdMember};
 pub struct MemberListResponse {
     pub header: Header,
     #[serde(default)]
-    pub members: Vec<GatewayMember>,
+    pub members: Vec<Member>,
 }
 
 #[derive(Deserialize)]
@@ -22,9 +22,11 @@ pub struct Header {
     pub member_id: u64,
 }
 
+/// A member, as the gateway (`"ID"`, a decimal string) and the peer port's `/members` (`"id"`,
+/// a number) both write it.
 #[derive(Deserialize)]
-pub struct GatewayMember {
-    #[serde(rename = "ID", default, deserialize_with = "u64_any")]
+pub struct Member {
+    #[serde(rename = "ID", alias = "id", default, deserialize_with = "u64_any")]
     pub id: u64,
     #[serde(default)]
     pub name: String,
@@ -36,8 +38,8 @@ pub struct GatewayMember {
     pub is_learner: bool,
 }
 
-impl From<GatewayMember> for EtcdMember {
-    fn from(m: GatewayMember) -> Self {
+impl From<Member> for EtcdMember {
+    fn from(m: Member) -> Self {
         EtcdMember {
             id: m.id,
             name: m.name,
@@ -54,33 +56,6 @@ impl From<MemberListResponse> for ClusterView {
             cluster_id: r.header.cluster_id,
             members: r.members.into_iter().map(Into::into).collect(),
             settled: false,
-        }
-    }
-}
-
-/// The peer port's `/members` entry.
-#[derive(Deserialize)]
-pub struct PeerMember {
-    #[serde(deserialize_with = "u64_any")]
-    pub id: u64,
-    #[serde(default)]
-    pub name: String,
-    #[serde(rename = "peerURLs", default)]
-    pub peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs", default)]
-    pub client_urls: Vec<String>,
-    #[serde(rename = "isLearner", default)]
-    pub is_learner: bool,
-}
-
-impl From<PeerMember> for EtcdMember {
-    fn from(m: PeerMember) -> Self {
-        EtcdMember {
-            id: m.id,
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: m.client_urls,
-            is_learner: m.is_learner,
         }
     }
 }
@@ -109,7 +84,7 @@ pub struct MemberAddRequest<'a> {
 
 #[derive(Deserialize)]
 pub struct MemberAddResponse {
-    pub member: GatewayMember,
+    pub member: Member,
 }
 
 /// Remove and promote take the id as a decimal string, like every uint64 on the gateway.
@@ -179,7 +154,7 @@ mod tests {
     fn reads_the_peer_port_member_list_with_numeric_ids() {
         let body =
             r#"[{"id":9573252243280361471,"peerURLs":["http://127.0.0.21:2380"],"name":"a"}]"#;
-        let m: Vec<PeerMember> = serde_json::from_str(body).unwrap();
+        let m: Vec<Member> = serde_json::from_str(body).unwrap();
         assert_eq!(m[0].id, 9573252243280361471);
     }
 
