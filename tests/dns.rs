@@ -420,3 +420,57 @@ fn three_real_etcd_members_bootstrap_from_srv_records() {
         ]
     );
 }
+
+/// A DNS server that answers every query with SERVFAIL (RCODE 2), as a broken upstream does.
+fn servfail_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut reply = buf[..n].to_vec();
+            reply[2] = 0x80 | (buf[2] & 0x01); // QR, keep RD
+            reply[3] = 0x80 | 0x02; // RA, RCODE = SERVFAIL
+            reply[6..12].fill(0); // no answer, authority or additional records
+            if sock.send_to(&reply, from).is_err() {
+                return;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (port, answered)
+}
+
+#[test]
+fn servfail_is_retried_until_the_deadline_and_named() {
+    let (port, answered) = servfail_server();
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dns {
+        port,
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+    };
+    let cfg = write_config(dir.path(), 3, &dns, "example.test", "", "");
+    let t = Instant::now();
+    let out = agent(&cfg, &["--name", "infra0", "--timeout", "3s"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        t.elapsed() >= Duration::from_secs(3),
+        "no decision before the deadline"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DNS lookup of _etcd-server._tcp.example.test. failed"),
+        "{err}"
+    );
+    assert!(
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "it asked again"
+    );
+    assert!(!dir.path().join("etcd.env").exists());
+}
