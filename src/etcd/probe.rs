@@ -29,8 +29,9 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
         }
         Err(e) => e,
     };
-    // Refused on the client port; but etcd binds its peer port first, so look there too before
-    // concluding that nothing runs.
+    // The client port refused or did not answer. Only a refusal on both ports proves that no
+    // etcd runs there (etcd binds its peer port first); otherwise the peer port says whether a
+    // bootstrap is forming or a cluster without a leader is there.
     match client.cluster_version(&peer_url).await {
         Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
         Ok(v) if v == NOT_DECIDED => match client.peer_members(&peer_url).await {
