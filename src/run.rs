@@ -16,7 +16,7 @@ use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
 use crate::etcd::{CallError, EtcdClient};
 use crate::http::AddressBook;
-use crate::member::{Candidate, url};
+use crate::member::Candidate;
 use crate::notify;
 
 /// One look at the world.
@@ -224,10 +224,7 @@ impl Agent {
         }) else {
             return Vec::new();
         };
-        let owned: Vec<String> = candidates
-            .iter()
-            .map(|c| url(spec.peer_scheme, &c.host, spec.peer_port))
-            .collect();
+        let owned: Vec<String> = candidates.iter().map(|c| spec.peer_url(&c.host)).collect();
         let mut alive = Vec::new();
         for m in view
             .members
@@ -391,7 +388,7 @@ impl Agent {
             .iter()
             .filter(|p| matches!(p.answer, PeerAnswer::Answered(_)))
             .filter_map(|p| obs.candidates.iter().find(|c| c.name == p.peer))
-            .map(|c| url(spec.client_scheme, &c.host, spec.client_port))
+            .map(|c| spec.client_url(&c.host))
             .collect();
         let mut last = String::from("no peer answered");
         for endpoint in &endpoints {

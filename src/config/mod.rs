@@ -57,6 +57,18 @@ pub struct ClusterSpec {
     pub bootstrap_settle: Duration,
 }
 
+impl ClusterSpec {
+    /// A member's peer URL, as every node computes it for that host.
+    pub fn peer_url(&self, host: &Host) -> String {
+        crate::member::url(self.peer_scheme, host, self.peer_port)
+    }
+
+    /// A member's client URL.
+    pub fn client_url(&self, host: &Host) -> String {
+        crate::member::url(self.client_scheme, host, self.client_port)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DiscoverySettings {
     pub provider: Provider,

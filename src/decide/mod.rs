@@ -28,7 +28,7 @@ pub use simulate::simulate;
 use serde::Serialize;
 
 use crate::envfile::ClusterState;
-use crate::member::{Candidate, MemberName, url};
+use crate::member::{Candidate, MemberName};
 
 /// Which row of the decision table applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -495,7 +495,7 @@ fn remove(m: &EtcdMember) -> Decision {
 }
 
 fn peer_url(f: &Facts<'_>, c: &Candidate) -> String {
-    url(f.spec.peer_scheme, &c.host, f.spec.peer_port)
+    f.spec.peer_url(&c.host)
 }
 
 fn owner_of<'f>(f: &'f Facts<'_>, peer_url_: &str) -> Option<&'f Candidate> {

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use crate::config::{ClusterSpec, EtcdTls};
-use crate::member::{Host, MemberName, url};
+use crate::member::{Host, MemberName};
 
 /// `new` or `existing`, etcd's `--initial-cluster-state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,8 +50,8 @@ pub struct EtcdEnv<'a> {
 /// The ordered `KEY=VALUE` pairs of the file.
 pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
     let spec = env.spec;
-    let peer_url = url(spec.peer_scheme, env.host, spec.peer_port);
-    let client_url = url(spec.client_scheme, env.host, spec.client_port);
+    let peer_url = spec.peer_url(env.host);
+    let client_url = spec.client_url(env.host);
     // etcd binds listen URLs, so they must be IPs: a DNS-named node listens on the addresses
     // its name resolved to, or on every address when they are not known.
     let listen: Vec<Host> = match (env.host, env.listen) {
@@ -59,13 +59,8 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         (Host::Dns(_), []) => vec![Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))],
         (Host::Dns(_), ips) => ips.iter().map(|ip| Host::Ip(*ip)).collect(),
     };
-    let urls = |scheme, port| {
-        listen
-            .iter()
-            .map(|h| url(scheme, h, port))
-            .collect::<Vec<_>>()
-    };
-    let mut listen_client = urls(spec.client_scheme, spec.client_port);
+    let listen_peer: Vec<String> = listen.iter().map(|h| spec.peer_url(h)).collect();
+    let mut listen_client: Vec<String> = listen.iter().map(|h| spec.client_url(h)).collect();
     // Local clients (etcdctl, health checks) reach etcd on loopback too, unless an address
     // already is loopback or a wildcard that covers it.
     if !listen
@@ -73,7 +68,7 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         .any(|h| matches!(h, Host::Ip(ip) if ip.is_loopback() || ip.is_unspecified()))
     {
         let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        listen_client.push(url(spec.client_scheme, &lo, spec.client_port));
+        listen_client.push(spec.client_url(&lo));
     }
     let initial_cluster = env
         .initial_cluster
@@ -89,10 +84,7 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         ("ETCD_INITIAL_CLUSTER_STATE", env.state.as_str().to_owned()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", spec.token.clone()),
         ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer_url),
-        (
-            "ETCD_LISTEN_PEER_URLS",
-            urls(spec.peer_scheme, spec.peer_port).join(","),
-        ),
+        ("ETCD_LISTEN_PEER_URLS", listen_peer.join(",")),
         ("ETCD_ADVERTISE_CLIENT_URLS", client_url),
         ("ETCD_LISTEN_CLIENT_URLS", listen_client.join(",")),
     ];

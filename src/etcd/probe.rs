@@ -2,7 +2,7 @@
 
 use crate::config::ClusterSpec;
 use crate::decide::PeerAnswer;
-use crate::member::{Candidate, url};
+use crate::member::Candidate;
 
 use super::{CallError, EtcdClient};
 
@@ -17,8 +17,8 @@ const NOT_DECIDED: &str = "not_decided";
 /// each other forever; its peer port answers `/version` with `etcdcluster: not_decided` and lists
 /// the members it is bootstrapping with, which is enough to join the same bootstrap safely.
 pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) -> PeerAnswer {
-    let client_url = url(spec.client_scheme, &peer.host, spec.client_port);
-    let peer_url = url(spec.peer_scheme, &peer.host, spec.peer_port);
+    let client_url = spec.client_url(&peer.host);
+    let peer_url = spec.peer_url(&peer.host);
     let client_err = match client.member_list(&client_url).await {
         Ok(mut view) => {
             view.settled = client
