@@ -210,3 +210,16 @@ fn error_detail(body: &[u8]) -> String {
         format!(": {}", excerpt(msg))
     }
 }
+
+/// Percent-encodes a query value (tags and label selectors hold `:`, `=`, `,`, spaces...).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -146,24 +146,19 @@ impl EtcdClient {
     }
 
     pub async fn member_remove(&self, endpoint: &str, id: u64) -> Result<(), CallError> {
-        let _: serde_json::Value = self
-            .post(
-                endpoint,
-                "/v3/cluster/member/remove",
-                &wire::MemberIdRequest { id: id.to_string() },
-            )
-            .await?;
-        Ok(())
+        self.member_by_id(endpoint, "/v3/cluster/member/remove", id)
+            .await
     }
 
     pub async fn member_promote(&self, endpoint: &str, id: u64) -> Result<(), CallError> {
-        let _: serde_json::Value = self
-            .post(
-                endpoint,
-                "/v3/cluster/member/promote",
-                &wire::MemberIdRequest { id: id.to_string() },
-            )
-            .await?;
+        self.member_by_id(endpoint, "/v3/cluster/member/promote", id)
+            .await
+    }
+
+    /// The member calls that take only an id and whose answer (the new member list) we ignore.
+    async fn member_by_id(&self, endpoint: &str, path: &str, id: u64) -> Result<(), CallError> {
+        let request = wire::MemberIdRequest { id: id.to_string() };
+        let _: serde_json::Value = self.post(endpoint, path, &request).await?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ mod mock_tests;
 
 use serde::Deserialize;
 
-use super::api::ApiClient;
+use super::api::{ApiClient, urlencode};
 use super::secret::Secret;
 use super::{Discover, DiscoveryError, Listing, metadata_id, named};
 use crate::config::{AddressKind, CloudSettings};
@@ -157,17 +157,4 @@ impl Discover for DigitalOcean {
             self_id,
         })
     }
-}
-
-/// Percent-encodes a query value (tags may hold `:` and other reserved characters).
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

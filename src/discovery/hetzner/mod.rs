@@ -17,8 +17,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use serde::Deserialize;
 
-use super::api::ApiClient;
-use super::digitalocean::urlencode;
+use super::api::{ApiClient, urlencode};
 use super::secret::Secret;
 use super::{Discover, DiscoveryError, Listing, metadata_id, named};
 use crate::config::{AddressKind, CloudSettings};
