@@ -19,6 +19,13 @@ use crate::http::AddressBook;
 use crate::member::Candidate;
 use crate::notify;
 
+/// Looking again this long after the settle would end, not at the very instant, so that one look
+/// (not two) sees it over.
+const SETTLE_MARGIN: Duration = Duration::from_millis(100);
+
+/// How many peers are probed at the same time.
+const PROBES_AT_ONCE: usize = 64;
+
 /// One look at the world.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -180,18 +187,23 @@ impl Agent {
                 message: f.message,
             })?;
 
+        // Peers are probed at once, but no more than PROBES_AT_ONCE: a tag on 10,000 machines
+        // must not run the agent out of file descriptors (the unit's limit is 1,024).
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PROBES_AT_ONCE));
         let mut tasks = JoinSet::new();
         for (i, peer) in candidates
             .iter()
             .enumerate()
             .filter(|(i, _)| Some(*i) != me)
         {
-            let (client, spec, peer) = (
+            let (client, spec, peer, permits) = (
                 self.etcd.clone(),
                 self.settings.cluster.clone(),
                 peer.clone(),
+                permits.clone(),
             );
             tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
                 (
                     i,
                     Probe {
@@ -268,6 +280,7 @@ impl Agent {
         let mut memory = RunMemory::default();
         let mut last_reason = String::new();
         loop {
+            let mut settle_left = None;
             let (waiting_for, wait_kind) = match self.observe().await {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
                 Err(e) => (e.message, e.kind),
@@ -328,7 +341,10 @@ impl Agent {
                                 "the simulated plan did not converge",
                             ));
                         }
-                        Decision::Wait => (outcome.reason, Kind::Unavailable),
+                        Decision::Wait => {
+                            settle_left = outcome.ends_in;
+                            (outcome.reason, Kind::Unavailable)
+                        }
                     }
                 }
             };
@@ -347,7 +363,13 @@ impl Agent {
                     ),
                 ));
             }
-            let pause = backoff.next_delay().min(deadline - now);
+            // Waiting out the settle: look again when it ends, and at least every
+            // discovery.max_interval in between (each look lists every page from the API).
+            let pause = match settle_left {
+                Some(left) => (left + SETTLE_MARGIN).min(d.max_interval),
+                None => backoff.next_delay(),
+            }
+            .min(deadline - now);
             notify::waiting(&waiting_for, pause + Duration::from_secs(30));
             tokio::time::sleep(pause).await;
         }

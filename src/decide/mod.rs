@@ -104,6 +104,11 @@ pub struct Outcome {
     #[serde(flatten)]
     pub decision: Decision,
     pub reason: String,
+    /// For a wait that only time can end (the bootstrap settle), how long until it may: a run
+    /// looks again then rather than on its usual backoff, which spares the cloud API's rate
+    /// limit (issue 7: 100 agents booting at once).
+    #[serde(skip)]
+    pub ends_in: Option<std::time::Duration>,
 }
 
 fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
@@ -111,6 +116,7 @@ fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
         row,
         decision,
         reason: reason.into(),
+        ends_in: None,
     }
 }
 
@@ -438,10 +444,13 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     // bootstrapping this very set has waited out that quiet itself.
     if !joining_a_bootstrap && f.quiet_for < f.spec.bootstrap_settle {
         let left = f.spec.bootstrap_settle - f.quiet_for;
-        return wait(format!(
-            "all {n} members are discovered and no etcd answers; making sure for {}s more before bootstrapping (cluster.bootstrap_settle)",
-            left.as_secs_f32().ceil()
-        ));
+        return Outcome {
+            ends_in: Some(left),
+            ..wait(format!(
+                "all {n} members are discovered and no etcd answers; making sure for {}s more before bootstrapping (cluster.bootstrap_settle)",
+                left.as_secs_f32().ceil()
+            ))
+        };
     }
     let plan = StartPlan {
         state: ClusterState::New,
@@ -595,11 +604,16 @@ fn display_name(m: &EtcdMember) -> String {
     }
 }
 
+/// The names, sorted; past a dozen, the first ten and how many more (a tag on 10,000 machines
+/// must not make a 100 KB log line).
 fn names(c: &[Candidate]) -> String {
     if c.is_empty() {
         return "none".into();
     }
     let mut n: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
     n.sort();
+    if n.len() > 12 {
+        return format!("{} and {} more", n[..10].join(", "), n.len() - 10);
+    }
     n.join(", ")
 }

@@ -182,8 +182,20 @@ fn waits_for_missing_members_and_says_who_was_found() {
 fn extra_members_are_never_bootstrapped_with() {
     let o = World::new(3, 4).decide();
     assert_eq!(o.decision, Decision::Wait);
+    assert_eq!(o.ends_in, None, "a wait on the fleet, not on the clock");
     assert!(
         o.reason.contains("found more than the 3 members, found 4"),
+        "{}",
+        o.reason
+    );
+}
+
+#[test]
+fn a_long_listing_is_summarized_not_spelled_out() {
+    let o = World::new(3, 20).decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.ends_with("found 20: etcd-0, etcd-1, etcd-10, etcd-11, etcd-12, etcd-13, etcd-14, etcd-15, etcd-16, etcd-17 and 10 more"),
         "{}",
         o.reason
     );
@@ -213,6 +225,8 @@ fn bootstrap_waits_until_the_quiet_outlasts_a_reboot() {
         "{}",
         o.reason
     );
+    // Only time ends this wait, and the run is told when: it need not poll the API meanwhile.
+    assert_eq!(o.ends_in, Some(std::time::Duration::from_secs(18)));
     w.quiet_for = std::time::Duration::from_secs(30);
     assert_eq!(w.decide().row, Row::Bootstrap);
     // A peer already bootstrapping this set has waited out the quiet itself.

@@ -198,17 +198,18 @@ pub fn validate(mut candidates: Vec<Candidate>) -> Result<Vec<Candidate>, Discov
             });
         }
     }
-    for (i, a) in candidates.iter().enumerate() {
-        if let Some(b) = candidates[i + 1..].iter().find(|b| b.host == a.host) {
-            return Err(DiscoveryError {
-                retryable: true,
-                kind: crate::error::Kind::DataErr,
-                message: format!(
-                    "machines {} and {} have the same address {}; each member needs its own",
-                    a.name, b.name, a.host
-                ),
-            });
-        }
+    // Sorted by address: pairwise would be 50 million comparisons for a tag on 10,000 machines.
+    let mut by_host: Vec<&Candidate> = candidates.iter().collect();
+    by_host.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.name.cmp(&b.name)));
+    if let Some(pair) = by_host.windows(2).find(|p| p[0].host == p[1].host) {
+        return Err(DiscoveryError {
+            retryable: true,
+            kind: crate::error::Kind::DataErr,
+            message: format!(
+                "machines {} and {} have the same address {}; each member needs its own",
+                pair[0].name, pair[1].name, pair[0].host
+            ),
+        });
     }
     Ok(candidates)
 }
