@@ -1,0 +1,263 @@
+//! 3. Cluster formation: 3 and 5 real etcd members on loopback, from the moment the agents start
+//!    (each etcd started as soon as its agent exits, as `Requires=`/`After=` would) to a healthy
+//!    cluster, vs the same etcd processes started at once from hand-written env files.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fleet::{self, Machine};
+use crate::lab::{AgentSetup, Api, Lab, env_map};
+use crate::measure::{self, stats};
+use crate::report::{Report, dur, spread};
+
+/// etcd 3.5 (`ETCD35_BIN`, as CI sets it), else `ETCD_BIN`, else Debian's.
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os("ETCD35_BIN")
+        .or_else(|| std::env::var_os("ETCD_BIN"))
+        .map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from)
+}
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
+    let sizes: &[usize] = if lab.smoke { &[3] } else { &[3, 5] };
+    let rounds = if lab.smoke { 1 } else { 15 };
+    let mut t = format!(
+        "## 3. Cluster formation (real etcd, loopback)\n\n\
+         From start to every member answering `/health` with `true`. *Agent*: the members' agents \
+         start together (`run`, DigitalOcean mock, `bootstrap_settle = \"0s\"`), each member's etcd \
+         starts when its agent exits. *Hand-written*: the same etcd processes start together from \
+         env files written beforehand. {rounds} interleaved rounds; fresh data dirs on tmpfs.\n\n\
+         | Members | Agent | Hand-written env files | Difference of medians | Agents' own time (start to the last agent's exit) | Agent requests (metadata + API) |\n\
+         |---|---|---|---|---|---|\n"
+    );
+    for &n in sizes {
+        let net = 80 + n as u8;
+        let tag = format!("bench-formation-{n}");
+        let machines = fleet::machines("etcd", 300_000 + 100 * n as u64, net, n);
+        lab.mock.add_droplets(&tag, &machines);
+        let mut agent_times = Vec::new();
+        let mut agents_done = Vec::new();
+        let mut hand_times = Vec::new();
+        let mut requests = String::new();
+        for round in 0..rounds {
+            let dir = lab.scratch(&format!("formation-{n}-{round}"));
+            lab.mock.take();
+            // Alternate which goes first, so neither always follows a teardown.
+            let order = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for with_agent in order {
+                let sub = dir.join(if with_agent { "agent" } else { "hand" });
+                if with_agent {
+                    let (healthy, agents) = form_with_agents(lab, &machines, &tag, &sub)?;
+                    agent_times.push(healthy);
+                    agents_done.push(agents);
+                    let c = lab.mock.take();
+                    if c.metadata != c.pages || c.pages < n as u64 || c.throttled + c.refused != 0 {
+                        return Err(format!("{n} agents asked {c:?}"));
+                    }
+                    requests = format!("{} + {}", c.metadata, c.pages);
+                } else {
+                    hand_times.push(form_by_hand(&machines, &sub)?);
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let (a, h, own) = (stats(&agent_times), stats(&hand_times), stats(&agents_done));
+        let diff = a.median.as_secs_f64() - h.median.as_secs_f64();
+        // The difference of two noisy medians can be negative; the agents' own time is the
+        // overhead proper (etcd cannot start before its agent exits).
+        let overhead = Duration::from_secs_f64(diff.max(0.0)).max(own.median);
+        t += &format!(
+            "| {n} | {} | {} | {:+.1} ms | {} | {requests} (last round) |\n",
+            spread(&a),
+            spread(&h),
+            diff * 1000.0,
+            spread(&own)
+        );
+        report.goal(
+            &format!("Formation, {n} members: agent overhead"),
+            "< 0.5 s (median)",
+            format!(
+                "{} (agents' own time {}; healthy after {} vs {} by hand)",
+                dur(overhead),
+                dur(own.median),
+                dur(a.median),
+                dur(h.median)
+            ),
+            overhead < Duration::from_millis(500),
+        );
+    }
+    t += "\nMost of either column is etcd's own first election (election timeout 1 s). With the \
+          shipped `bootstrap_settle` (30 s), a first bootstrap waits 30 s more, on purpose: it is \
+          what keeps replacements from forming a second cluster beside a rebooting one.\n";
+    report.section(t);
+    Ok(())
+}
+
+/// The time to a healthy cluster, and the time until the last agent exited.
+fn form_with_agents(
+    lab: &Lab,
+    machines: &[Machine],
+    tag: &str,
+    dir: &Path,
+) -> Result<(Duration, Duration), String> {
+    let n = machines.len();
+    let cmds: Vec<_> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, me)| {
+            let setup = AgentSetup {
+                api: Api::DigitalOcean { tag },
+                me,
+                size: n,
+                settle: Some("0s"),
+                dir: &dir.join(format!("m{i}")),
+            };
+            lab.agent_cmd(&format!("agent {i}"), &setup, &["run"])
+        })
+        .collect();
+    let mut etcds = Etcds::default();
+    let start = Instant::now();
+    let mut agents_done = Duration::ZERO;
+    let mut agents = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        let scratch = dir.join(format!("m{i}"));
+        let child = cmd
+            .command(&scratch)
+            .and_then(|mut c| c.spawn())
+            .map_err(|e| format!("agent {i}: {e}"))?;
+        agents.push(Some(child));
+    }
+    loop {
+        for (i, slot) in agents.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            let Some(status) = child.try_wait().map_err(|e| e.to_string())? else {
+                continue;
+            };
+            *slot = None;
+            agents_done = start.elapsed();
+            let scratch = dir.join(format!("m{i}"));
+            if !status.success() {
+                let err = std::fs::read_to_string(scratch.join("stderr")).unwrap_or_default();
+                return Err(format!("agent {i} failed ({status}): {}", err.trim_end()));
+            }
+            let env = std::fs::read_to_string(scratch.join("etcd.env"))
+                .map_err(|e| format!("agent {i}'s env file: {e}"))?;
+            etcds.start(&env_map(&env), &scratch)?;
+        }
+        if etcds.0.len() == n && healthy(machines) {
+            return Ok((start.elapsed(), agents_done));
+        }
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "{n} agents and their etcds formed no healthy cluster in {DEADLINE:?} ({})",
+                dir.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn form_by_hand(machines: &[Machine], dir: &Path) -> Result<Duration, String> {
+    let envs: Vec<Vec<(String, String)>> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let d = dir.join(format!("m{i}"));
+            std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+            let text = hand_written(machines, m, &d);
+            std::fs::write(d.join("etcd.env"), &text).map_err(|e| e.to_string())?;
+            Ok(env_map(&text))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut etcds = Etcds::default();
+    let start = Instant::now();
+    for (i, env) in envs.iter().enumerate() {
+        etcds.start(env, &dir.join(format!("m{i}")))?;
+    }
+    while !healthy(machines) {
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "hand-started etcds formed no healthy cluster in {DEADLINE:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(start.elapsed())
+}
+
+/// What an operator writes for member `me`.
+fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
+    let cluster: Vec<String> = machines
+        .iter()
+        .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
+        .collect();
+    format!(
+        "ETCD_NAME={name}\nETCD_DATA_DIR={dir}/data\nETCD_INITIAL_CLUSTER={cluster}\n\
+         ETCD_INITIAL_CLUSTER_STATE=new\nETCD_INITIAL_CLUSTER_TOKEN=bench\n\
+         ETCD_INITIAL_ADVERTISE_PEER_URLS=http://{ip}:2380\nETCD_LISTEN_PEER_URLS=http://{ip}:2380\n\
+         ETCD_ADVERTISE_CLIENT_URLS=http://{ip}:2379\nETCD_LISTEN_CLIENT_URLS=http://{ip}:2379\n",
+        name = me.name,
+        dir = dir.display(),
+        cluster = cluster.join(","),
+        ip = me.ip,
+    )
+}
+
+/// Started etcd processes; stopped (and reaped) when dropped.
+#[derive(Default)]
+struct Etcds(Vec<Child>);
+
+impl Etcds {
+    fn start(&mut self, env: &[(String, String)], dir: &Path) -> Result<(), String> {
+        let child = Command::new(etcd_bin())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("etcd.log")).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", etcd_bin().display()))?;
+        self.0.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for Etcds {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+        }
+        for c in &self.0 {
+            let _ = measure::wait4(c.id() as libc::pid_t);
+        }
+    }
+}
+
+fn healthy(machines: &[Machine]) -> bool {
+    machines.iter().all(|m| health(m.ip))
+}
+
+/// etcd's `/health` on the member's client URL says `"health":"true"`.
+fn health(ip: Ipv4Addr) -> bool {
+    let addr = SocketAddr::from((ip, 2379));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}
