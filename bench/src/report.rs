@@ -112,8 +112,10 @@ pub fn header(
            and served from memory; metadata over HTTP, as on the real platforms\n\n\
          Times are whole-process wall times from spawn to exit (or, for formation, to a healthy \
          cluster), medians with the interquartile range in parentheses; contenders run \
-         interleaved, round by round. Peak RSS is `wait4`'s `ru_maxrss`. Every run's requests \
-         are counted by the mock and checked: a run that asks more or less than stated fails the suite.\n",
+         interleaved, round by round. Peak RSS is `ru_maxrss` of a separate run under the suite's \
+         own small trampoline (a child of the suite itself would inherit the suite's high-water \
+         mark). Every run's requests are counted by the mock and checked: a run that asks more or \
+         less than stated fails the suite.\n",
         smoke = if lab.smoke { " --smoke" } else { "" },
         date = sh("date -u '+%Y-%m-%d %H:%M UTC'"),
         secs = total.as_secs_f64(),
@@ -121,7 +123,7 @@ pub fn header(
         kernel = sh("uname -r"),
         mem = sh("free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"),
         agent = sh(&format!("{} --version", lab.agent.display())),
-        commit = sh("git rev-parse --short HEAD"),
+        commit = sh("git describe --always --dirty"),
         curl = sh("curl --version | head -1 | cut -d' ' -f1-2"),
         jq = sh("jq --version"),
         etcd_version = sh(&format!("{} --version | head -1", etcd.display())),
