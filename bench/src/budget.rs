@@ -27,24 +27,19 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
     let clusters = agents / CLUSTER;
     let tags: Vec<String> = (0..clusters).map(|c| format!("bench-budget-{c}")).collect();
     for (c, tag) in tags.iter().enumerate() {
-        let machines = fleet::machines(
-            "etcd",
-            500_000 + 100 * c as u64,
-            70 + (c / 50) as u8,
-            CLUSTER,
-        )
-        .into_iter()
-        .map(|mut m| {
-            // 127.70+.c.k: one /24 per cluster.
-            m.ip = std::net::Ipv4Addr::new(
-                127,
-                70 + (c / 250) as u8,
-                (c % 250) as u8,
-                m.ip.octets()[3],
-            );
-            m
-        })
-        .collect::<Vec<_>>();
+        let machines = fleet::machines("etcd", 500_000 + 100 * c as u64, 70, CLUSTER)
+            .into_iter()
+            .map(|mut m| {
+                // 127.70+.c.k: one /24 per cluster.
+                m.ip = std::net::Ipv4Addr::new(
+                    127,
+                    70 + (c / 250) as u8,
+                    (c % 250) as u8,
+                    m.ip.octets()[3],
+                );
+                m
+            })
+            .collect::<Vec<_>>();
         lab.mock.add_droplets(tag, &machines);
         for (k, me) in machines.iter().enumerate() {
             let setup = AgentSetup {
