@@ -16,7 +16,7 @@ use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
 use crate::etcd::{CallError, EtcdClient};
 use crate::http::AddressBook;
-use crate::member::Candidate;
+use crate::member::{Candidate, Scheme};
 use crate::notify;
 
 /// Looking again this long after the settle would end, not at the very instant, so that one look
@@ -146,7 +146,9 @@ pub struct Done {
 impl Agent {
     pub fn new(settings: Settings) -> Result<Self, Failure> {
         let addresses = AddressBook::default();
-        let etcd = EtcdClient::new(&settings.etcd_client, addresses.clone())
+        let spec = &settings.cluster;
+        let tls = spec.peer_scheme == Scheme::Https || spec.client_scheme == Scheme::Https;
+        let etcd = EtcdClient::new(&settings.etcd_client, tls, addresses.clone())
             .map_err(|e| Failure::new(Kind::Config, e))?;
         let local = LocalMachine::read();
         let provider = AnyProvider::from_settings(&settings, addresses.clone(), &local)

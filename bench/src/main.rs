@@ -94,7 +94,7 @@ fn real_main() -> Result<(), String> {
     };
     let tmp = base.join(format!("etcd-bootstrap-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let certs = tls::make(&tmp)?;
+    let certs = tls::make(&tmp, &["127.0.0.1"])?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

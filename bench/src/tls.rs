@@ -1,6 +1,7 @@
-//! A throwaway CA and a certificate for 127.0.0.1, made with `openssl`, so the mock APIs serve
-//! HTTPS like the real ones and every client verifies them (the agent through
-//! `discovery.<provider>.ca_file`, curl through `--cacert`).
+//! A throwaway CA and a certificate for some loopback addresses, made with `openssl`, so the mock
+//! APIs serve HTTPS like the real ones and every client verifies them (the agent through
+//! `discovery.<provider>.ca_file`, curl through `--cacert`). The agent's TLS tests
+//! (`tests/tls.rs`) include this file too, for etcd's certificates.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,13 +12,19 @@ pub struct Certs {
     pub key: PathBuf,
 }
 
-/// Writes `ca.pem`, `server.pem` and `server.key` into `dir` (a path without spaces).
-pub fn make(dir: &Path) -> Result<Certs, String> {
+/// Writes `ca.pem`, `server.pem` and `server.key` into `dir` (a path without spaces). The
+/// certificate is good for every address in `ips`, for serving and as a client certificate
+/// (etcd presents its peer certificate as a client to the other members).
+pub fn make(dir: &Path, ips: &[&str]) -> Result<Certs, String> {
     let d = dir.display();
+    let san: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+            san.join(",")
+        ),
     )
     .map_err(|e| format!("{d}: {e}"))?;
     let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
@@ -27,7 +34,10 @@ pub fn make(dir: &Path) -> Result<Certs, String> {
              -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
              -keyout {d}/ca.key -out {d}/ca.pem"
         ),
-        format!("req {ec} -subj /CN=127.0.0.1 -keyout {d}/server.key -out {d}/server.csr"),
+        format!(
+            "req {ec} -subj /CN={} -keyout {d}/server.key -out {d}/server.csr",
+            ips[0]
+        ),
         format!(
             "x509 -req -days 2 -set_serial 2 -in {d}/server.csr -CA {d}/ca.pem -CAkey {d}/ca.key \
              -extfile {d}/server.ext -out {d}/server.pem"

@@ -77,7 +77,18 @@ pub struct EtcdClient {
 }
 
 impl EtcdClient {
-    pub fn new(settings: &EtcdClientSettings, addresses: AddressBook) -> Result<Self, String> {
+    /// `tls`: whether any etcd URL this node talks to is https (`cluster.peer_scheme` or
+    /// `client_scheme`).
+    ///
+    /// Whom it trusts: with `etcd_client.ca_file`, that bundle alone, as `etcdctl --cacert` does
+    /// (an etcd cluster has its own CA; a public root has no say over it). Without it, the
+    /// system's roots when TLS is in use, and nothing at all when it is not: reading the system
+    /// store costs ~2 ms of the boot path (BENCHMARKS.md) for connections that are never made.
+    pub fn new(
+        settings: &EtcdClientSettings,
+        tls: bool,
+        addresses: AddressBook,
+    ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -95,9 +106,15 @@ impl EtcdClient {
                     ca.display()
                 )
             })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
+            if certs.is_empty() {
+                return Err(format!(
+                    "etcd_client.ca_file {}: no certificate in it",
+                    ca.display()
+                ));
             }
+            builder = builder.tls_certs_only(certs);
+        } else if !tls {
+            builder = builder.tls_certs_only([]);
         }
         if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
             let mut pem = std::fs::read(cert)

@@ -138,6 +138,7 @@ impl Lab {
                     key_file: None,
                     timeout: Duration::from_secs(2),
                 },
+                false,
                 Default::default(),
             )
             .unwrap(),

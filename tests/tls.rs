@@ -1,0 +1,114 @@
+//! etcd with TLS on both ports (real etcd 3.4, a throwaway CA made with `openssl`): the agent
+//! writes the TLS settings into the env file, and its probes verify etcd against
+//! `etcd_client.ca_file` (showing `cert_file`), so a restart sees the cluster answer. Without that CA the same
+//! probe cannot verify etcd and must not count it as an answer.
+
+#[path = "../bench/src/tls.rs"]
+mod certs;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Every node's config with https on both ports, etcd's certificates from `certs`, and the
+/// cluster's CA as `etcd_client.ca_file` when `trust_ca`.
+fn configure_tls(lab: &Lab, certs: &certs::Certs, trust_ca: bool) {
+    lab.configure_all();
+    let (ca, cert, key) = (
+        certs.ca.display(),
+        certs.cert.display(),
+        certs.key.display(),
+    );
+    let cluster = "[cluster]\npeer_scheme = \"https\"\nclient_scheme = \"https\"\n";
+    // etcd 3.4 asks clients for a certificate signed by its trusted_ca_file: the agent shows
+    // its node's.
+    let mut client = format!("[etcd_client]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n");
+    if trust_ca {
+        client += &format!("ca_file = \"{ca}\"\n");
+    }
+    let tls = format!(
+        "[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\ntrusted_ca_file = \"{ca}\"\n\
+         peer_cert_file = \"{cert}\"\npeer_key_file = \"{key}\"\npeer_trusted_ca_file = \"{ca}\"\n"
+    );
+    for n in &lab.nodes {
+        let path = n.config();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[cluster]\n", cluster)
+            .replace("[etcd_client]\n", &client)
+            + &tls;
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Runs the agent on node 0 until it names `row`, or panics at the deadline with its last words.
+fn agent_until_row(lab: &Lab, row: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = stderr(&lab.agent_ok(0));
+        if err.contains(&format!("row=\"{row}\"")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never row {row}: {err}\netcd on node 1: {}",
+            lab.etcd_log(1)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_tls_cluster_is_verified_with_its_own_ca() {
+    let mut lab = Lab::new(etcd34(), 60, 3, 3);
+    let dir = lab.root.path().join("certs");
+    std::fs::create_dir(&dir).unwrap();
+    // 127.0.0.1 too: connections between loopback addresses leave from it, and etcd checks a
+    // peer's client certificate against the address the connection comes from.
+    let ips: Vec<&str> = lab.nodes.iter().map(|n| n.ip.as_str()).collect();
+    let certs = certs::make(&dir, &[&ips[..], &["127.0.0.1"]].concat()).unwrap();
+    configure_tls(&lab, &certs, true);
+
+    for i in 0..3 {
+        let err = stderr(&lab.agent_ok(i));
+        assert!(err.contains("row=\"bootstrap\""), "{err}");
+    }
+    let (n, ip) = (&lab.nodes[0], &lab.nodes[0].ip);
+    assert_eq!(
+        n.env_value("ETCD_ADVERTISE_CLIENT_URLS"),
+        format!("https://{ip}:2379")
+    );
+    assert_eq!(
+        n.env_value("ETCD_INITIAL_ADVERTISE_PEER_URLS"),
+        format!("https://{ip}:2380")
+    );
+    assert_eq!(
+        n.env_value("ETCD_TRUSTED_CA_FILE"),
+        certs.ca.display().to_string()
+    );
+    assert_eq!(
+        n.env_value("ETCD_PEER_CERT_FILE"),
+        certs.cert.display().to_string()
+    );
+    for i in 0..3 {
+        lab.start_etcd(i);
+    }
+
+    // The data dir now has a member: `restart` needs the peers to answer over verified TLS;
+    // `restart-unreachable` is what a probe that cannot verify etcd would give.
+    agent_until_row(&lab, "restart");
+    assert_eq!(
+        lab.nodes[0].env_value("ETCD_INITIAL_CLUSTER_STATE"),
+        "existing"
+    );
+
+    // Without the cluster's CA the system roots do not vouch for etcd: no answer.
+    configure_tls(&lab, &certs, false);
+    let err = stderr(&lab.agent_ok(0));
+    assert!(err.contains("row=\"restart-unreachable\""), "{err}");
+    assert!(
+        lab.etcd_log(1).contains("ready to serve client requests"),
+        "etcd was up all along"
+    );
+}
