@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -119,12 +120,21 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 }
                 _ => None,
             };
-            let text = match format {
-                Format::Text => report::text(&obs, &steps, &outcome, env.as_deref()),
-                Format::Json => report::json(&obs, &steps, &outcome, env.as_deref()),
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = match format {
+                Format::Text => {
+                    let text = report::text(&obs, &steps, &outcome, env.as_deref());
+                    writeln!(out, "{}", text.trim_end())
+                }
+                Format::Json => {
+                    report::write_json(&mut out, &obs, &steps, &outcome, env.as_deref())
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| writeln!(out))
+                }
             };
-            println!("{}", text.trim_end());
-            Ok(())
+            written.and_then(|()| out.flush()).map_err(|e| {
+                Failure::new(Kind::IoErr, format!("cannot write the plan to stdout: {e}"))
+            })
         }
         Some(Command::Promote { timeout }) => {
             let timeout: Duration = config::duration::parse(&timeout)

@@ -2,9 +2,12 @@
 //! they are built from validated candidates, probe results and the env file, none of which
 //! carries a token.
 
-use serde_json::json;
+use std::collections::BTreeMap;
 
-use crate::decide::{Action, Decision, Outcome, PeerAnswer};
+use serde::Serialize;
+
+use crate::decide::{Action, DataDir, Decision, Outcome, PeerAnswer, Probe};
+use crate::member::{Candidate, Host, MemberName};
 use crate::run::Observation;
 
 pub fn text(
@@ -60,31 +63,74 @@ pub fn text(
     out
 }
 
-pub fn json(
+/// The JSON form, written straight to `out`: typed and borrowed, so a plan over 10,000 machines
+/// holds no second copy of them (built as a `serde_json::Value` it took 19 MB; BENCHMARKS.md).
+pub fn write_json(
+    out: impl std::io::Write,
     obs: &Observation,
     steps: &[(Action, String)],
     outcome: &Outcome,
     env: Option<&str>,
-) -> String {
-    let env_map: serde_json::Map<String, serde_json::Value> = env
-        .into_iter()
-        .flat_map(str::lines)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
-    let value = json!({
-        "this_node": obs.me.map(|i| obs.candidates[i].name.to_string()),
-        "data_dir": obs.data,
-        "discovered": obs.candidates.iter().map(|c| json!({
-            "name": c.name, "id": c.id, "address": c.host.to_string(), "created": c.created,
-        })).collect::<Vec<_>>(),
-        "probes": obs.probes,
-        "steps": steps.iter().map(|(a, why)| json!({"step": a, "reason": why})).collect::<Vec<_>>(),
-        "outcome": outcome,
-        "env": if env.is_some() { serde_json::Value::Object(env_map) } else { serde_json::Value::Null },
-    });
-    serde_json::to_string_pretty(&value).expect("plain data serializes")
+) -> serde_json::Result<()> {
+    let plan = JsonPlan {
+        this_node: obs.me.map(|i| &obs.candidates[i].name),
+        data_dir: obs.data,
+        discovered: obs.candidates.iter().map(JsonCandidate::from).collect(),
+        probes: &obs.probes,
+        steps: steps
+            .iter()
+            .map(|(step, reason)| JsonStep { step, reason })
+            .collect(),
+        outcome,
+        env: env.map(|env| {
+            env.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .collect()
+        }),
+    };
+    serde_json::to_writer_pretty(out, &plan)
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    this_node: Option<&'a MemberName>,
+    data_dir: DataDir,
+    discovered: Vec<JsonCandidate<'a>>,
+    probes: &'a [Probe],
+    steps: Vec<JsonStep<'a>>,
+    outcome: &'a Outcome,
+    env: Option<BTreeMap<&'a str, &'a str>>,
+}
+
+#[derive(Serialize)]
+struct JsonCandidate<'a> {
+    name: &'a MemberName,
+    id: &'a str,
+    #[serde(serialize_with = "as_text")]
+    address: &'a Host,
+    created: Option<&'a str>,
+}
+
+impl<'a> From<&'a Candidate> for JsonCandidate<'a> {
+    fn from(c: &'a Candidate) -> Self {
+        JsonCandidate {
+            name: &c.name,
+            id: &c.id,
+            address: &c.host,
+            created: c.created.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonStep<'a> {
+    step: &'a Action,
+    reason: &'a str,
+}
+
+fn as_text<S: serde::Serializer>(v: &&Host, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 fn data_word(obs: &Observation) -> &'static str {
