@@ -11,8 +11,12 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-const DROPLET: &str = include_str!("../../tests/fixtures/digitalocean/droplet.json");
-const SERVER: &str = include_str!("../../tests/fixtures/hetzner/server.json");
+// The agent's test fleets: the fixtures, and the page shapes (`droplet_page`, `server_page`).
+#[path = "../../src/discovery/fleet.rs"]
+#[allow(dead_code)] // its numbered machines are the agent's tests' own
+mod shared;
+use shared::{DROPLET, SERVER};
+pub use shared::{droplet_page, server_page};
 
 /// One machine of a fleet.
 #[derive(Clone, Debug)]
@@ -53,58 +57,6 @@ pub fn server(m: &Machine, label: (&str, &str)) -> Value {
     s
 }
 
-/// Page `page` (from 1) of `items`; empty past the end.
-fn slice(items: &[Value], page: usize, per_page: usize) -> &[Value] {
-    let start = (page - 1).saturating_mul(per_page).min(items.len());
-    &items[start..(start + per_page).min(items.len())]
-}
-
-fn last_page(total: usize, per_page: usize) -> usize {
-    total.div_ceil(per_page).max(1)
-}
-
-/// A `GET /v2/droplets` body. `base` is the API's own URL, used in the `links`.
-pub fn droplets_page(
-    droplets: &[Value],
-    tag: &str,
-    page: usize,
-    per_page: usize,
-    base: &str,
-) -> Value {
-    let last = last_page(droplets.len(), per_page);
-    let link = |p: usize| format!("{base}/v2/droplets?page={p}&per_page={per_page}&tag_name={tag}");
-    let mut pages = serde_json::Map::new();
-    if page > 1 {
-        pages.insert("first".into(), json!(link(1)));
-        pages.insert("prev".into(), json!(link(page - 1)));
-    }
-    if page < last {
-        pages.insert("next".into(), json!(link(page + 1)));
-        pages.insert("last".into(), json!(link(last)));
-    }
-    json!({
-        "droplets": slice(droplets, page, per_page),
-        "links": { "pages": pages },
-        "meta": { "total": droplets.len() },
-    })
-}
-
-/// A `GET /v1/servers` body.
-pub fn servers_page(servers: &[Value], page: usize, per_page: usize) -> Value {
-    let last = last_page(servers.len(), per_page);
-    json!({
-        "servers": slice(servers, page, per_page),
-        "meta": { "pagination": {
-            "page": page,
-            "per_page": per_page,
-            "previous_page": if page > 1 { json!(page - 1) } else { Value::Null },
-            "next_page": if page < last { json!(page + 1) } else { Value::Null },
-            "last_page": last,
-            "total_entries": servers.len(),
-        }},
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +67,7 @@ mod tests {
         let ds: Vec<Value> = ms.iter().map(|m| droplet(m, "t")).collect();
         let mut seen = 0;
         for page in 1..=3 {
-            let body = droplets_page(&ds, "t", page, 200, "https://x");
+            let body = droplet_page(&ds, page, 200, "https://x", "t");
             seen += body["droplets"].as_array().unwrap().len();
             assert_eq!(body["links"]["pages"].get("next").is_some(), page < 3);
             assert_eq!(body["links"]["pages"].get("prev").is_some(), page > 1);
@@ -123,11 +75,11 @@ mod tests {
         }
         assert_eq!(seen, 450);
         let ss: Vec<Value> = ms.iter().map(|m| server(m, ("role", "etcd"))).collect();
-        let last = servers_page(&ss, 9, 50);
+        let last = server_page(&ss, 9, 50);
         assert_eq!(last["servers"].as_array().unwrap().len(), 50);
         assert_eq!(last["meta"]["pagination"]["next_page"], Value::Null);
         assert_eq!(
-            servers_page(&ss, 8, 50)["meta"]["pagination"]["next_page"],
+            server_page(&ss, 8, 50)["meta"]["pagination"]["next_page"],
             9
         );
         assert_eq!(ms[449].ip, Ipv4Addr::new(127, 9, 1, 200));

@@ -384,11 +384,9 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let value = match api {
                 'd' => {
                     let list = fleets.droplets.get(&key).unwrap_or(&empty);
-                    fleet::droplets_page(list, &key, page, per_page, &state.api_url)
+                    fleet::droplet_page(list, page, per_page, &state.api_url, &key)
                 }
-                _ => {
-                    fleet::servers_page(fleets.servers.get(&key).unwrap_or(&empty), page, per_page)
-                }
+                _ => fleet::server_page(fleets.servers.get(&key).unwrap_or(&empty), page, per_page),
             };
             let b = Bytes::from(serde_json::to_vec(&value).expect("serializable"));
             state.pages.lock().unwrap().insert(cache_key, b.clone());

@@ -1,5 +1,6 @@
 //! Test fleets built from the fixtures: copies of one real-shaped machine with their own ids,
-//! names and addresses, as the APIs would list them.
+//! names and addresses, and the pages the APIs list them in. The benchmark suite's mock APIs
+//! (`bench/src/fleet.rs`) include this file for the fixtures and the page shapes.
 
 use serde_json::{Value, json};
 
@@ -17,47 +18,43 @@ pub fn droplet(i: usize) -> Value {
     d
 }
 
-/// A page of the droplet list, with `links.pages.next` when more pages follow (and no `links`
-/// object at all on a small single page, as the API does).
-pub fn droplet_page(droplets: &[Value], page: usize, per_page: usize, base: &str) -> Value {
-    let start = (page - 1) * per_page;
-    let items: Vec<Value> = droplets
-        .iter()
-        .skip(start)
-        .take(per_page)
-        .cloned()
-        .collect();
-    let last = droplets.len().div_ceil(per_page).max(1);
+/// Page `page` (from 1) of `items`; empty past the end, whatever number a client sends.
+fn slice(items: &[Value], page: usize, per_page: usize) -> &[Value] {
+    let start = page
+        .saturating_sub(1)
+        .saturating_mul(per_page)
+        .min(items.len());
+    &items[start..(start + per_page).min(items.len())]
+}
+
+fn last_page(total: usize, per_page: usize) -> usize {
+    total.div_ceil(per_page).max(1)
+}
+
+/// A `GET /v2/droplets?tag_name=TAG` body, with `links.pages.next` when more pages follow (and no
+/// `links` object at all on a small single page, as the API does). `base` is the API's own URL.
+pub fn droplet_page(
+    droplets: &[Value],
+    page: usize,
+    per_page: usize,
+    base: &str,
+    tag: &str,
+) -> Value {
+    let last = last_page(droplets.len(), per_page);
+    let link = |p: usize| format!("{base}/v2/droplets?page={p}&per_page={per_page}&tag_name={tag}");
     let mut pages = serde_json::Map::new();
     if page < last {
-        pages.insert(
-            "next".into(),
-            json!(format!(
-                "{base}/v2/droplets?page={}&per_page={per_page}",
-                page + 1
-            )),
-        );
-        pages.insert(
-            "last".into(),
-            json!(format!(
-                "{base}/v2/droplets?page={last}&per_page={per_page}"
-            )),
-        );
+        pages.insert("next".into(), json!(link(page + 1)));
+        pages.insert("last".into(), json!(link(last)));
     }
     if page > 1 {
-        pages.insert(
-            "first".into(),
-            json!(format!("{base}/v2/droplets?page=1&per_page={per_page}")),
-        );
-        pages.insert(
-            "prev".into(),
-            json!(format!(
-                "{base}/v2/droplets?page={}&per_page={per_page}",
-                page - 1
-            )),
-        );
+        pages.insert("first".into(), json!(link(1)));
+        pages.insert("prev".into(), json!(link(page - 1)));
     }
-    let mut body = json!({ "droplets": items, "meta": { "total": droplets.len() } });
+    let mut body = json!({
+        "droplets": slice(droplets, page, per_page),
+        "meta": { "total": droplets.len() },
+    });
     if droplets.len() > 20 || page > 1 {
         body["links"] = json!({ "pages": pages });
     }
@@ -75,12 +72,11 @@ pub fn server(i: usize) -> Value {
     s
 }
 
+/// A `GET /v1/servers` body; `meta.pagination` is always there.
 pub fn server_page(servers: &[Value], page: usize, per_page: usize) -> Value {
-    let start = (page - 1) * per_page;
-    let items: Vec<Value> = servers.iter().skip(start).take(per_page).cloned().collect();
-    let last = servers.len().div_ceil(per_page).max(1);
+    let last = last_page(servers.len(), per_page);
     json!({
-        "servers": items,
+        "servers": slice(servers, page, per_page),
         "meta": { "pagination": {
             "page": page,
             "per_page": per_page,

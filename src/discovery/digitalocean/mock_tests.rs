@@ -63,7 +63,7 @@ impl Respond for Fleet {
             .find(|(k, _)| k == "page")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(1);
-        ResponseTemplate::new(200).set_body_json(droplet_page(&self.0, page, 200, &self.1))
+        ResponseTemplate::new(200).set_body_json(droplet_page(&self.0, page, 200, &self.1, "etcd"))
     }
 }
 
