@@ -59,6 +59,11 @@ impl ApiClient {
         Ok(ApiClient { http, what })
     }
 
+    /// A POST to `url`, for APIs whose requests are forms (EC2's Query protocol).
+    pub fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http.post(url)
+    }
+
     /// GETs JSON, with the retry policy above (a body that does not parse is retried too: a
     /// proxy's error page or a truncated answer may well be followed by a good one).
     pub async fn get_json<T: DeserializeOwned>(
@@ -66,49 +71,61 @@ impl ApiClient {
         url: &str,
         token: Option<&Secret>,
     ) -> Result<T, DiscoveryError> {
-        let mut backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(4));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (err, server_pause) = match self.once(url, token).await {
-                Ok(body) => match serde_json::from_slice(&body) {
-                    Ok(value) => return Ok(value),
-                    Err(e) => (
-                        retry(format!(
-                            "{} answered {url} with a body that is not the expected JSON: {e}",
-                            self.what
-                        )),
-                        None,
-                    ),
-                },
-                Err(Failed::Final(e)) => return Err(e),
-                Err(Failed::Again(e, pause)) => (e, pause),
-            };
-            if attempt >= ATTEMPTS {
-                return Err(err);
-            }
-            let pause = server_pause
-                .unwrap_or_else(|| backoff.next_delay())
-                .min(MAX_PAUSE);
-            tracing::debug!("{}; retrying in {pause:?}", err.message);
-            tokio::time::sleep(pause).await;
-        }
+        retrying(|| async {
+            let body = self.once(url, token).await?;
+            serde_json::from_slice(&body).map_err(|e| {
+                Failed::Again(
+                    retry(format!(
+                        "{} answered {url} with a body that is not the expected JSON: {e}",
+                        self.what
+                    )),
+                    None,
+                )
+            })
+        })
+        .await
     }
 
     /// One attempt, no retry: for the metadata service, which is local and either answers at
     /// once or is not there.
     pub async fn get_once(&self, url: &str) -> Result<Vec<u8>, DiscoveryError> {
-        self.once(url, None).await.map_err(|f| match f {
-            Failed::Final(e) | Failed::Again(e, _) => e,
-        })
+        self.once(url, None).await.map_err(Failed::into_error)
     }
 
-    /// Body-bounded, one attempt.
+    /// Body-bounded, one attempt, classified for the bearer-token JSON APIs.
     async fn once(&self, url: &str, token: Option<&Secret>) -> Result<Vec<u8>, Failed> {
         let mut req = self.http.get(url);
         if let Some(t) = token {
             req = req.bearer_auth(t.expose());
         }
+        let answer = self.exchange(req, url).await?;
+        if answer.status.is_success() {
+            return Ok(answer.body);
+        }
+        let what = self.what;
+        let detail = error_detail(&answer.body);
+        match answer.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(Failed::Final(DiscoveryError {
+                    retryable: false,
+                    kind: Kind::NoPerm,
+                    message: format!(
+                        "token rejected by the {what} (HTTP {}){detail}: check the token and its read scopes",
+                        answer.status.as_u16()
+                    ),
+                }))
+            }
+            s => Err(self.unexpected(s, url, &detail, answer.pause)),
+        }
+    }
+
+    /// Sends a request and reads its bounded body; transport failures are worth another try.
+    /// The caller classifies the status, since each API says "no" in its own way.
+    pub async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Answer, Failed> {
         let what = self.what;
         let resp = req.send().await.map_err(|e| {
             let why = if e.is_timeout() {
@@ -126,50 +143,98 @@ impl ApiClient {
         let body = read_limited(resp, MAX_BODY)
             .await
             .map_err(|e| Failed::Again(retry(format!("{what} at {url}: {e}")), None))?;
-        if status.is_success() {
-            return Ok(body);
-        }
-        let detail = error_detail(&body);
+        Ok(Answer {
+            status,
+            pause,
+            body,
+        })
+    }
+
+    /// The statuses every API shares: 429 and 5xx are worth waiting for (as long as the
+    /// server asks); any other is a configuration the operator must fix. `detail` is the
+    /// API's own error text, already short and on one line.
+    pub fn unexpected(
+        &self,
+        status: StatusCode,
+        url: &str,
+        detail: &str,
+        pause: Option<Duration>,
+    ) -> Failed {
+        let what = self.what;
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(Failed::Final(DiscoveryError {
-                    retryable: false,
-                    kind: Kind::NoPerm,
-                    message: format!(
-                        "token rejected by the {what} (HTTP {}){detail}: check the token and its read scopes",
-                        status.as_u16()
-                    ),
-                }))
-            }
-            StatusCode::TOO_MANY_REQUESTS => Err(Failed::Again(
+            StatusCode::TOO_MANY_REQUESTS => Failed::Again(
                 retry(format!("{what} rate limit reached (HTTP 429){detail}")),
                 pause,
-            )),
-            s if s.is_server_error() => Err(Failed::Again(
+            ),
+            s if s.is_server_error() => Failed::Again(
                 retry(format!(
                     "{what} answered HTTP {} at {url}{detail}",
                     s.as_u16()
                 )),
                 pause,
-            )),
-            s => Err(Failed::Final(DiscoveryError {
+            ),
+            s => Failed::Final(DiscoveryError {
                 retryable: false,
                 kind: Kind::Config,
                 message: format!(
                     "{what} answered HTTP {} at {url}{detail}: check the configuration",
                     s.as_u16()
                 ),
-            })),
+            }),
         }
     }
 }
 
-enum Failed {
+/// What an API answered: the status, how long it asked us to wait, and the bounded body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub pause: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+/// Runs `attempt` under the retry policy in this module's header: up to 4 attempts, pausing as
+/// the server asks or by the jittered backoff, and returns the last error when none succeeds.
+pub async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, DiscoveryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failed>>,
+{
+    let mut backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(4));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (err, server_pause) = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(Failed::Final(e)) => return Err(e),
+            Err(Failed::Again(e, pause)) => (e, pause),
+        };
+        if attempts >= ATTEMPTS {
+            return Err(err);
+        }
+        let pause = server_pause
+            .unwrap_or_else(|| backoff.next_delay())
+            .min(MAX_PAUSE);
+        tracing::debug!("{}; retrying in {pause:?}", err.message);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// How one attempt failed: for good, or worth another try (after the server's pause, if it
+/// named one).
+pub enum Failed {
     Final(DiscoveryError),
     Again(DiscoveryError, Option<Duration>),
 }
 
-fn retry(message: String) -> DiscoveryError {
+impl Failed {
+    pub fn into_error(self) -> DiscoveryError {
+        match self {
+            Failed::Final(e) | Failed::Again(e, _) => e,
+        }
+    }
+}
+
+pub fn retry(message: String) -> DiscoveryError {
     DiscoveryError {
         retryable: true,
         kind: Kind::Unavailable,

@@ -1,31 +1,44 @@
 //! `provider = "aws"`: EC2 instances carrying tags.
 //!
 //! API: `DescribeInstances` with filters `tag:KEY=VALUE` (several are AND-ed) and
-//! `instance-state-name=running`, through the SDK's paginator
+//! `instance-state-name=running`, following `nextToken`
 //! (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html).
-//! Credentials: the SDK's standard chain (environment, profiles, web identity, ECS, then the
+//! The request itself is in `ec2.rs`. Credentials: the SDK's standard chain (environment, profiles, web identity, ECS, then the
 //! instance profile through IMDSv2). Self and region: IMDSv2 (`PUT /latest/api/token`, then
 //! `instance-id` and `placement/region`).
 //!
 //! Tested end to end in `tests/aws.rs`, against a mock EC2 Query API and IMDSv2 on loopback
 //! (credentials come from the SDK's environment chain there, as they would on a build host).
 
-use aws_config::BehaviorVersion;
-use aws_config::imds;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, Instance};
+mod ec2;
 
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::imds;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+
+use super::api::ApiClient;
 use super::{Discover, DiscoveryError, Listing};
 use crate::config::AwsSettings;
 use crate::error::Kind;
 use crate::member::{Candidate, Host, MemberName, excerpt};
+use ec2::{Ec2, Instance};
 
-/// The largest page DescribeInstances serves.
-const PAGE_SIZE: i32 = 1000;
+/// Each EC2 request, connect included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Temporary credentials are fetched again this long before they expire.
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
 pub struct Aws {
     settings: AwsSettings,
     imds: imds::Client,
+    api: ApiClient,
+    /// Reused across looks until they near their expiry, so the credential chain (and the
+    /// instance metadata service behind it) is asked once, not at every look.
+    credentials: Mutex<Option<Credentials>>,
 }
 
 impl Aws {
@@ -33,10 +46,16 @@ impl Aws {
         let imds = imds::Client::builder()
             .endpoint(&settings.metadata_url)
             .map_err(|e| format!("discovery.aws.metadata_url: {e}"))?
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .read_timeout(std::time::Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(1))
+            .read_timeout(Duration::from_secs(2))
             .build();
-        Ok(Aws { settings, imds })
+        let api = ApiClient::new("EC2 API", None, REQUEST_TIMEOUT)?;
+        Ok(Aws {
+            settings,
+            imds,
+            api,
+            credentials: Mutex::new(None),
+        })
     }
 
     async fn metadata(&self, path: &str) -> Option<String> {
@@ -51,57 +70,83 @@ impl Aws {
         }
     }
 
-    async fn client(&self) -> Result<aws_sdk_ec2::Client, DiscoveryError> {
-        let region = match &self.settings.region {
-            Some(r) => r.clone(),
+    async fn region(&self) -> Result<String, DiscoveryError> {
+        match &self.settings.region {
+            Some(r) => Ok(r.clone()),
             None => self.metadata("/latest/meta-data/placement/region").await.ok_or_else(|| DiscoveryError {
                 retryable: true,
                 kind: Kind::Unavailable,
                 message: "no AWS region: discovery.aws.region is unset and the instance metadata service did not say".into(),
-            })?,
-        };
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region));
-        if let Some(url) = &self.settings.endpoint_url {
-            loader = loader.endpoint_url(url);
+            }),
         }
-        Ok(aws_sdk_ec2::Client::new(&loader.load().await))
     }
 
-    fn candidate(&self, i: &Instance) -> Result<Option<Candidate>, DiscoveryError> {
-        let Some(id) = i.instance_id() else {
-            return Ok(None);
+    /// The SDK's standard chain: environment, profiles, web identity, ECS, then the instance
+    /// profile through this provider's IMDSv2 client.
+    async fn credentials(&self, region: &str) -> Result<Credentials, DiscoveryError> {
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|t| t > SystemTime::now() + CREDENTIALS_MARGIN)
         };
+        if let Some(c) = self.cached().filter(fresh) {
+            return Ok(c);
+        }
+        let chain = DefaultCredentialsChain::builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .imds_client(self.imds.clone())
+            .build()
+            .await;
+        // The chain's errors name the sources it tried; none carries a secret.
+        let c = chain.provide_credentials().await.map_err(|e| DiscoveryError {
+            retryable: true,
+            kind: Kind::Unavailable,
+            message: format!(
+                "no AWS credentials: {}; give the instance a profile (role) or set AWS_* in the unit's environment",
+                excerpt(&e.to_string())
+            ),
+        })?;
+        *self.credentials.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn cached(&self) -> Option<Credentials> {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn candidate(&self, i: &Instance) -> Result<Candidate, DiscoveryError> {
+        let id = &i.id;
         let address = match self.settings.address {
-            crate::config::AddressKind::PrivateV4 => i.private_ip_address(),
-            crate::config::AddressKind::PublicV4 => i.public_ip_address(),
-            crate::config::AddressKind::PublicV6 => i.ipv6_address(),
+            crate::config::AddressKind::PrivateV4 => &i.private_ip,
+            crate::config::AddressKind::PublicV4 => &i.public_ip,
+            crate::config::AddressKind::PublicV6 => &i.ipv6,
         };
-        let address = address.ok_or_else(|| DiscoveryError {
+        let address = address.as_deref().ok_or_else(|| DiscoveryError {
             retryable: true,
             kind: Kind::DataErr,
             message: format!(
-                "instance {id} has no {} address yet",
+                "instance {} has no {} address yet",
+                excerpt(id),
                 self.settings.address.as_str()
             ),
         })?;
         let host = Host::parse(address).map_err(|e| DiscoveryError {
             retryable: false,
             kind: Kind::DataErr,
-            message: format!("instance {id}: {e}"),
+            message: format!("instance {}: {e}", excerpt(id)),
         })?;
         let raw_name = if self.settings.names_from_id {
-            id.to_owned()
+            id.clone()
         } else {
-            let tag = i
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some(self.settings.name_tag.as_str()));
-            tag.and_then(|t| t.value()).map(str::to_owned).ok_or_else(|| DiscoveryError {
+            let tag = i.tags.iter().find(|(k, _)| *k == self.settings.name_tag);
+            tag.map(|(_, v)| v.clone()).ok_or_else(|| DiscoveryError {
                 retryable: false,
                 kind: Kind::DataErr,
                 message: format!(
-                    "instance {id} has no {} tag to name its member; tag it or set member_name = \"id\"",
+                    "instance {} has no {} tag to name its member; tag it or set member_name = \"id\"",
+                    excerpt(id),
                     excerpt(&self.settings.name_tag)
                 ),
             })?
@@ -109,102 +154,54 @@ impl Aws {
         let name = MemberName::parse(&raw_name).map_err(|e| DiscoveryError {
             retryable: false,
             kind: Kind::DataErr,
-            message: format!("instance {id}: {e}; rename it or set member_name = \"id\""),
+            message: format!(
+                "instance {}: {e}; rename it or set member_name = \"id\"",
+                excerpt(id)
+            ),
         })?;
-        let created = i.launch_time().map(|t| t.to_string());
-        Ok(Some(Candidate {
-            id: id.to_owned(),
+        Ok(Candidate {
+            id: id.clone(),
             name,
             host,
-            created,
-        }))
+            created: i.launch_time.clone(),
+        })
     }
 }
 
 impl Discover for Aws {
     async fn list(&self) -> Result<Listing, DiscoveryError> {
         let self_id = self.metadata("/latest/meta-data/instance-id").await;
-        let ec2 = self.client().await?;
-        let mut request = ec2.describe_instances();
-        for (key, value) in &self.settings.tags {
-            request = request.filters(
-                Filter::builder()
-                    .name(format!("tag:{key}"))
-                    .values(value)
-                    .build(),
-            );
-        }
-        request = request.filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .build(),
-        );
-        let mut pages = request.into_paginator().page_size(PAGE_SIZE).send();
+        let region = self.region().await?;
+        let credentials = self.credentials(&region).await?;
+        let ec2 = Ec2::new(&self.api, region, self.settings.endpoint_url.as_deref());
+        let mut filters: Vec<(String, String)> = self
+            .settings
+            .tags
+            .iter()
+            .map(|(k, v)| (format!("tag:{k}"), v.clone()))
+            .collect();
+        filters.push(("instance-state-name".into(), "running".into()));
         let mut candidates = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(classify)?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+        let mut next_token = None;
+        loop {
+            let page = ec2
+                .describe_instances(&credentials, &filters, next_token.as_deref())
+                .await?;
+            for instance in &page.instances {
                 // The filter asks for running instances; recently terminated ones may still be
                 // listed (the API reference warns so), so check again.
-                let running = instance
-                    .state()
-                    .and_then(|s| s.name())
-                    .is_some_and(|n| *n == aws_sdk_ec2::types::InstanceStateName::Running);
-                if running && let Some(c) = self.candidate(instance)? {
-                    candidates.push(c);
+                if instance.state == "running" && !instance.id.is_empty() {
+                    candidates.push(self.candidate(instance)?);
                 }
+            }
+            match page.next_token {
+                Some(t) => next_token = Some(t),
+                None => break,
             }
         }
         Ok(Listing {
             candidates,
             self_id,
         })
-    }
-}
-
-/// Rejected credentials are final; throttling, 5xx and transport errors are worth retrying.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> DiscoveryError {
-    let code = e.code().unwrap_or_default().to_owned();
-    // The code and message for service errors; otherwise the chain of causes (connect, timeout).
-    // Never the raw response, which `DisplayErrorContext` would include.
-    let text = match &e {
-        SdkError::ServiceError(_) => format!("{code}: {}", e.message().unwrap_or_default()),
-        _ => {
-            let mut parts = vec![e.to_string()];
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                parts.push(s.to_string());
-                source = s.source();
-            }
-            parts.join(": ")
-        }
-    }
-    .replace('\n', " ");
-    match code.as_str() {
-        "AuthFailure"
-        | "UnauthorizedOperation"
-        | "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "OptInRequired" => DiscoveryError {
-            retryable: false,
-            kind: Kind::NoPerm,
-            message: format!(
-                "credentials rejected by the EC2 API ({code}): the role needs ec2:DescribeInstances; {}",
-                e.message().map(excerpt).unwrap_or_default()
-            ),
-        },
-        "InvalidParameterValue" | "InvalidParameterCombination" => DiscoveryError {
-            retryable: false,
-            kind: Kind::Config,
-            message: format!("the EC2 API refused the request ({code}): {text}"),
-        },
-        _ => DiscoveryError {
-            retryable: true,
-            kind: Kind::Unavailable,
-            message: format!("EC2 DescribeInstances failed: {text}"),
-        },
     }
 }
