@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod decide;
 pub mod discovery;
 pub mod envfile;
@@ -16,3 +17,4 @@ pub mod notify;
 pub mod promote;
 pub mod report;
 pub mod run;
+pub mod vouch;

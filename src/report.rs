@@ -75,6 +75,7 @@ pub fn write_json(
     let plan = JsonPlan {
         this_node: obs.me.map(|i| &obs.candidates[i].name),
         data_dir: obs.data,
+        data_wal: obs.wal.as_ref(),
         discovered: obs.candidates.iter().map(JsonCandidate::from).collect(),
         probes: &obs.probes,
         steps: steps
@@ -96,6 +97,9 @@ pub fn write_json(
 struct JsonPlan<'a> {
     this_node: Option<&'a MemberName>,
     data_dir: DataDir,
+    /// Whose data it is, from the write-ahead log (ids in hex, as etcd logs them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_wal: Option<&'a crate::datadir::WalInfo>,
     discovered: Vec<JsonCandidate<'a>>,
     probes: &'a [Probe],
     steps: Vec<JsonStep<'a>>,
@@ -133,10 +137,21 @@ fn as_text<S: serde::Serializer>(v: &&Host, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
-fn data_word(obs: &Observation) -> &'static str {
-    match obs.data {
-        crate::decide::DataDir::Empty => "empty",
-        crate::decide::DataDir::HasMember => "holds member data",
+fn data_word(obs: &Observation) -> String {
+    match (obs.data, &obs.wal) {
+        (DataDir::Empty, _) => "empty".into(),
+        (DataDir::HasMember, Some(w)) => format!(
+            "holds member {:x} of cluster {:x}, raft index {}{}",
+            w.member_id,
+            w.cluster_id,
+            w.last_index,
+            if w.is_distribution_default() {
+                " (the distribution package's default single-member cluster)"
+            } else {
+                ""
+            }
+        ),
+        (DataDir::HasMember, None) => "holds member data whose log could not be read".into(),
     }
 }
 
@@ -152,6 +167,26 @@ fn answer_word(a: &PeerAnswer) -> String {
         PeerAnswer::Stalled { version } => {
             format!("a cluster (version {version}) without a leader")
         }
+        PeerAnswer::Vouched(v) => match &v.data {
+            crate::decide::VouchedData::Empty => format!(
+                "its agent vouches: empty data dir, {}",
+                if v.bootstrap.is_some() {
+                    "ready to bootstrap"
+                } else {
+                    "not all members discovered"
+                }
+            ),
+            crate::decide::VouchedData::Member {
+                cluster_id,
+                member_id,
+                last_index,
+            } => format!(
+                "its agent vouches: member {member_id} of cluster {cluster_id}, raft index {last_index}"
+            ),
+            crate::decide::VouchedData::Unreadable => {
+                "its agent vouches: data it cannot read".into()
+            }
+        },
         PeerAnswer::Unknown { reason } => format!("unknown ({reason})"),
     }
 }

@@ -1,22 +1,23 @@
 //! The I/O around the decision core: observe (discover, identify, inspect the data dir, probe
 //! the peers), decide, carry out one step, and again, until etcd can start or the deadline passes.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::config::Settings;
+use crate::config::{ClusterSpec, Settings};
+use crate::datadir::{self, WalInfo};
 use crate::decide::{
-    self, Action, DataDir, Decision, Facts, Outcome, PeerAnswer, Probe, StartPlan,
+    self, Action, DataDir, Decision, Facts, Outcome, PeerAnswer, Probe, StartPlan, Vouch,
+    VouchedData,
 };
 use crate::discovery::{self, AnyProvider, Discover, DiscoveryError, LocalMachine};
 use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
 use crate::etcd::{CallError, EtcdClient};
 use crate::http::AddressBook;
-use crate::member::{Candidate, Scheme};
+use crate::member::{Candidate, MemberName, Scheme};
 use crate::notify;
 
 /// Looking again this long after the settle would end, not at the very instant, so that one look
@@ -32,6 +33,8 @@ pub struct Observation {
     pub candidates: Vec<Candidate>,
     pub me: Option<usize>,
     pub data: DataDir,
+    /// What this machine's log says, when it holds a member.
+    pub wal: Option<WalInfo>,
     pub probes: Vec<Probe>,
     /// Members no discovered machine owns that answered on their own client URL.
     pub undiscovered_alive: Vec<u64>,
@@ -47,10 +50,49 @@ impl Observation {
             probes: &self.probes,
             removed_this_run: memory.removed,
             cluster_seen: memory.cluster_seen,
-            quiet_for: memory.quiet_for(self, settings.cluster.bootstrap_settle),
+            quiet_for: memory
+                .quiet_for(self, settings.cluster.bootstrap_settle.unwrap_or_default()),
+            vouched: &memory.vouched,
+            unsettled: &memory.unsettled,
+            agreed_before: memory.agreed.as_deref(),
+            wal: self.wal.as_ref(),
             undiscovered_alive: &self.undiscovered_alive,
             dead_before: &memory.dead_before,
         }
+    }
+
+    /// What this agent says of its machine to its peers, from this observation (`None` until it
+    /// has found itself among the discovered machines).
+    pub fn vouch(&self, spec: &ClusterSpec, cluster_seen: bool) -> Option<Vouch> {
+        let me = &self.candidates[self.me?];
+        let data = match (&self.data, &self.wal) {
+            (DataDir::Empty, _) => VouchedData::Empty,
+            (DataDir::HasMember, Some(w)) => VouchedData::Member {
+                cluster_id: format!("{:x}", w.cluster_id),
+                member_id: format!("{:x}", w.member_id),
+                last_index: w.last_index,
+            },
+            (DataDir::HasMember, None) => VouchedData::Unreadable,
+        };
+        let ready =
+            self.data == DataDir::Empty && !cluster_seen && self.candidates.len() == spec.size;
+        let bootstrap = ready.then(|| {
+            let mut set: Vec<_> = self
+                .candidates
+                .iter()
+                .map(|c| (c.name.clone(), spec.peer_url(&c.host)))
+                .collect();
+            set.sort();
+            decide::bootstrap_set(&set)
+        });
+        Some(Vouch {
+            agent: concat!("etcd-bootstrap/", env!("CARGO_PKG_VERSION")).into(),
+            name: me.name.to_string(),
+            peer_urls: vec![spec.peer_url(&me.host)],
+            cluster_token: spec.token.clone(),
+            data,
+            bootstrap,
+        })
     }
 }
 
@@ -70,6 +112,16 @@ pub struct RunMemory {
     last_listed: std::collections::HashMap<String, Instant>,
     /// Members that looked dead at the previous observation.
     pub dead_before: Vec<u64>,
+    /// The last vouch of each peer still at the address it vouched from.
+    pub vouched: Vec<(MemberName, Vouch)>,
+    /// The last vouch of each peer in this run, by peer (name and address).
+    vouches: std::collections::HashMap<String, (MemberName, Vouch)>,
+    /// Every machine listed in this run, by name and address.
+    ever_listed: std::collections::HashMap<String, Candidate>,
+    /// Of those, the ones missing now that never vouched an empty data dir.
+    pub unsettled: Vec<Candidate>,
+    /// The set every other member agreed to at the previous look (`Outcome::agreed`).
+    pub agreed: Option<Vec<(MemberName, String)>>,
 }
 
 impl RunMemory {
@@ -81,8 +133,44 @@ impl RunMemory {
             self.last_listed.insert(peer_key(obs, p), now);
         }
         for p in &obs.probes {
+            if let PeerAnswer::Vouched(v) = &p.answer {
+                self.vouches
+                    .insert(peer_key(obs, p), (p.peer.clone(), v.clone()));
+            }
+        }
+        let key = |c: &Candidate| format!("{}={}", c.name, c.host);
+        for c in &obs.candidates {
+            self.ever_listed.insert(key(c), c.clone());
+        }
+        let listed: std::collections::HashSet<String> = obs.candidates.iter().map(key).collect();
+        self.unsettled = self
+            .ever_listed
+            .iter()
+            .filter(|(k, _)| !listed.contains(*k))
+            .filter(|(k, _)| {
+                !self
+                    .vouches
+                    .get(*k)
+                    .is_some_and(|(_, v)| v.data == VouchedData::Empty)
+            })
+            .map(|(_, c)| c.clone())
+            .collect();
+        self.unsettled.sort_by(|a, b| a.name.cmp(&b.name));
+        // A replacement that reuses a name is another peer: only vouches from the address each
+        // peer has now count.
+        self.vouched = obs
+            .probes
+            .iter()
+            .filter_map(|p| self.vouches.get(&peer_key(obs, p)).cloned())
+            .collect();
+        for p in &obs.probes {
             let key = peer_key(obs, p);
-            if matches!(p.answer, PeerAnswer::Refused | PeerAnswer::Forming { .. }) {
+            // No etcd runs there (a waiting agent's vouch is no etcd either): the quiet the opt-in
+            // settle measures.
+            if matches!(
+                p.answer,
+                PeerAnswer::Refused | PeerAnswer::Forming { .. } | PeerAnswer::Vouched(_)
+            ) {
                 self.refusing_since.entry(key).or_insert(now);
             } else {
                 self.refusing_since.remove(&key);
@@ -183,7 +271,7 @@ impl Agent {
                 .expect("identified among candidates")
         });
         let data =
-            inspect_data_dir(&self.settings.cluster.data_dir).map_err(|f| DiscoveryError {
+            datadir::inspect(&self.settings.cluster.data_dir).map_err(|f| DiscoveryError {
                 retryable: false,
                 kind: f.kind,
                 message: f.message,
@@ -228,7 +316,8 @@ impl Agent {
         Ok(Observation {
             candidates,
             me,
-            data,
+            data: data.dir,
+            wal: data.wal,
             probes,
             undiscovered_alive,
         })
@@ -269,19 +358,36 @@ impl Agent {
             .observe()
             .await
             .map_err(|e| Failure::new(e.kind, e.message))?;
-        // A run would wait out cluster.bootstrap_settle; the plan shows what follows if the quiet lasts.
         let mut memory = RunMemory::default();
+        memory.observe(&obs);
         // A run would confirm dead members at its next look; the plan assumes they stay dead.
         memory.dead_before = decide::dead_ids(&obs.facts(&self.settings, &memory));
         let mut facts = obs.facts(&self.settings, &memory);
-        facts.quiet_for = self.settings.cluster.bootstrap_settle;
+        // A run would wait out the opt-in cluster.bootstrap_settle; the plan shows what follows
+        // if the quiet lasts.
+        facts.quiet_for = self.settings.cluster.bootstrap_settle.unwrap_or_default();
         let (steps, outcome) = decide::simulate(&facts);
+        // A run confirms an agreement at its next look; the plan shows what follows if it holds.
+        if let Some(agreed) = &outcome.agreed {
+            facts.agreed_before = Some(agreed);
+            let (steps, outcome) = decide::simulate(&facts);
+            return Ok((obs, steps, outcome));
+        }
         Ok((obs, steps, outcome))
     }
 
     /// The whole run: wait until decidable, carry out the membership steps (or, in a dry run,
     /// only simulate them), write the env file (or, in a dry run, return it).
     pub async fn run(&self, dry_run: bool) -> Result<Done, Failure> {
+        // A dry run never vouches: peers would bootstrap on the word of a node that then does
+        // not start.
+        let mut voucher = VoucherSlot::new(!dry_run);
+        let result = self.run_with(dry_run, &mut voucher).await;
+        voucher.stop().await;
+        result
+    }
+
+    async fn run_with(&self, dry_run: bool, voucher: &mut VoucherSlot) -> Result<Done, Failure> {
         let d = &self.settings.discovery;
         let deadline = Instant::now() + d.timeout;
         let mut backoff = Backoff::from_entropy(d.interval, d.max_interval);
@@ -294,6 +400,11 @@ impl Agent {
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
                     memory.observe(&obs);
+                    if let Some(v) = obs.vouch(&self.settings.cluster, memory.cluster_seen) {
+                        let me =
+                            &obs.candidates[obs.me.expect("a vouch implies this node is known")];
+                        voucher.offer(self, me, &v).await;
+                    }
                     let facts = obs.facts(&self.settings, &memory);
                     let dead_now = decide::dead_ids(&facts);
                     let (steps, outcome) = if dry_run {
@@ -302,11 +413,14 @@ impl Agent {
                         (Vec::new(), decide::decide(&facts))
                     };
                     memory.dead_before = dead_now;
+                    memory.agreed = outcome.agreed.clone();
                     match &outcome.decision {
                         Decision::Start(plan) => {
                             let me = &obs.candidates
                                 [obs.me.expect("a start plan implies this node is known")];
                             let env = self.render_env(me, plan)?;
+                            // etcd must be able to bind the peer port as soon as it starts.
+                            voucher.stop().await;
                             if !dry_run {
                                 envfile::write_atomic(&self.settings.env_file, &env).map_err(
                                     |e| {
@@ -408,7 +522,7 @@ impl Agent {
     /// Carries out one step through any peer that answered. Errors mean "observe again later".
     async fn execute(&self, obs: &Observation, action: &Action) -> Result<(), String> {
         if let Action::MoveDataAside = action {
-            return move_aside(&self.settings.cluster.data_dir)
+            return datadir::move_aside(&self.settings.cluster.data_dir, "removed")
                 .map(|to| tracing::warn!("moved the stale data dir aside to {}", to.display()))
                 .map_err(|e| e.message);
         }
@@ -456,49 +570,85 @@ impl Agent {
     }
 }
 
+/// The vouch endpoint of one run: started at the first observation that identifies this node,
+/// given each new observation's vouch, stopped before the env file is written.
+struct VoucherSlot {
+    enabled: bool,
+    running: Option<crate::vouch::Voucher>,
+    /// The last reason it could not start, said once.
+    refused: Option<String>,
+}
+
+impl VoucherSlot {
+    fn new(enabled: bool) -> Self {
+        VoucherSlot {
+            enabled,
+            running: None,
+            refused: None,
+        }
+    }
+
+    async fn offer(&mut self, agent: &Agent, me: &Candidate, vouch: &Vouch) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(v) = &self.running {
+            v.update(vouch);
+            return;
+        }
+        let spec = &agent.settings.cluster;
+        let addresses: Vec<std::net::SocketAddr> =
+            envfile::listen_hosts(&me.host, &agent.addresses.get(&me.host.to_string()))
+                .into_iter()
+                .filter_map(|h| match h {
+                    crate::member::Host::Ip(ip) => Some((ip, spec.peer_port).into()),
+                    crate::member::Host::Dns(_) => None,
+                })
+                .collect();
+        let https = spec.peer_scheme == Scheme::Https;
+        match crate::vouch::Voucher::start(&addresses, https, &agent.settings.tls, vouch).await {
+            Ok(v) => {
+                tracing::info!(
+                    "vouching for this machine on {} (data dir {})",
+                    v.addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    match &vouch.data {
+                        VouchedData::Empty => "empty".to_owned(),
+                        VouchedData::Member {
+                            cluster_id,
+                            member_id,
+                            ..
+                        } => format!("member {member_id} of cluster {cluster_id}"),
+                        VouchedData::Unreadable => "unreadable".to_owned(),
+                    }
+                );
+                self.running = Some(v);
+                self.refused = None;
+            }
+            Err(e) => {
+                if self.refused.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("{e}");
+                    notify::status(&e);
+                    self.refused = Some(e);
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(v) = self.running.take() {
+            v.stop().await;
+        }
+    }
+}
+
 /// An answer that means the step was already done (by an earlier run or a racing node).
 fn already(e: CallError, message: &str) -> Result<(), CallError> {
     match e.etcd_message() {
         Some(m) if m.contains(message) => Ok(()),
         _ => Err(e),
     }
-}
-
-pub fn inspect_data_dir(data_dir: &Path) -> Result<DataDir, Failure> {
-    let member = data_dir.join("member");
-    match std::fs::metadata(&member) {
-        Ok(m) if m.is_dir() => Ok(DataDir::HasMember),
-        Ok(_) => Err(Failure::new(
-            Kind::IoErr,
-            format!("{} exists but is not a directory", member.display()),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DataDir::Empty),
-        Err(e) => Err(Failure::new(
-            Kind::IoErr,
-            format!(
-                "cannot inspect {}: {e}; refusing to guess whether it holds data",
-                member.display()
-            ),
-        )),
-    }
-}
-
-/// Renames the data dir to `<data_dir>.removed-<unix time>`; never deletes anything.
-fn move_aside(data_dir: &Path) -> Result<PathBuf, Failure> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut to = PathBuf::from(format!("{}.removed-{secs}", data_dir.display()));
-    let mut n = 1;
-    while to.exists() {
-        to = PathBuf::from(format!("{}.removed-{secs}-{n}", data_dir.display()));
-        n += 1;
-    }
-    std::fs::rename(data_dir, &to).map(|()| to).map_err(|e| {
-        Failure::new(
-            Kind::CantCreate,
-            format!("cannot move {} aside: {e}", data_dir.display()),
-        )
-    })
 }

@@ -2,23 +2,29 @@
 //!
 //! Seeded, no sockets, no sleeps. N ∈ {1, 3, 5, 7} machines (plus, in some seeds, extra machines
 //! carrying the tag) boot at random times. Each discovery poll sees an eventually consistent view:
-//! machines appear late, addresses arrive late, a listing can miss a machine. Probing a peer
-//! answers "refused", "timeout", "forming" or a member list according to the simulated state.
+//! machines appear late, addresses arrive late, a listing can miss a machine, and a terminated
+//! machine stays listed for a while. Probing a peer answers "refused", "timeout", "forming", a
+//! member list, or, while the peer's agent waits, its vouch (its data and the set it would
+//! bootstrap), according to the simulated state; partitions hide a machine from some agents.
 //! etcd is modelled as far as the decision depends on it: bootstrap by identical initial cluster,
 //! `existing` joins validated as etcd validates them, the strict reconfiguration check, removed
-//! members. Machines crash (keeping their disks), lose their disks while their cluster runs, and
-//! are replaced by new machines; sometimes the whole fleet power-cycles.
+//! members. Machines crash (keeping their disks), also while their agent waits (after vouching),
+//! lose their disks while their cluster runs, and are replaced by new machines; reboots take
+//! from a second to 10 minutes (longer than any timer); sometimes the whole fleet power-cycles.
 //!
 //! After every step the invariants are checked:
 //! 1. at most one formed cluster (one that reached quorum) exists at any time, a cluster
 //!    existing while any live machine holds its data (a cluster whose every machine was
 //!    terminated with its disk is gone, and a fresh one may form);
-//! 2. no node plans `new` while a formed cluster exists, or while it has data itself;
+//! 2. no node plans `new` while a formed cluster exists (unless it is a late initial member of
+//!    that very bootstrap: same set and token, its member unstarted, which etcd's static
+//!    bootstrap joins), or while it has data itself;
 //! 3. every `existing` join's ETCD_INITIAL_CLUSTER matches the cluster it joins (same peer URLs,
 //!    this node's member present and unstarted), so etcd never says "member count is unequal";
 //! 4. every agent run ends, within its deadline, in a started etcd or a loud failure.
 //!
 //! A failing seed prints its trace; `SIM_SEED=<seed> cargo test --test simulation` replays one.
+//! `SIM_SETTLE=20` runs the old rule (a first bootstrap on 20 s of silence) instead of vouching.
 //! Modelled limit (see docs/decisions.md): a disk is only lost while its cluster still answers;
 //! a node that lost its disk while every peer was down looks exactly like a first boot.
 
@@ -26,8 +32,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use etcd_bootstrap::config::ClusterSpec;
+use etcd_bootstrap::datadir::WalInfo;
 use etcd_bootstrap::decide::{
-    self, Action, ClusterView, DataDir, Decision, EtcdMember, Facts, PeerAnswer, Probe,
+    self, Action, ClusterView, DataDir, Decision, EtcdMember, Facts, PeerAnswer, Probe, Vouch,
+    VouchedData,
 };
 use etcd_bootstrap::envfile::ClusterState;
 use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
@@ -35,9 +43,9 @@ use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
 /// Seeds run in CI; `SIM_SEEDS=100000 cargo test --release --test simulation` runs more by hand.
 const SEEDS: u64 = 10_000;
 const DEADLINE: u64 = 60; // polls an agent run may take before it fails loudly
-const HORIZON: u64 = 400;
-/// Time units are seconds of `quiet_for`; reboots take 1 to 15, so the settle time outlasts them.
-const SETTLE: u64 = 20;
+const HORIZON: u64 = 900;
+/// Time units are seconds. Most reboots take 1 to 15; one in five takes up to 10 minutes.
+const LONG_REBOOT: u64 = 600;
 
 struct Rng(u64);
 
@@ -90,6 +98,16 @@ struct Machine {
     disk: Option<(u64, u64)>,
     etcd: Etcd,
     agent: Agent,
+    /// What its waiting agent answers on the peer port (set at each poll, gone when the agent
+    /// ends or the machine goes down).
+    vouch: Option<Vouch>,
+    /// The run's memory of its peers' vouches, by machine index.
+    vouched: BTreeMap<usize, Vouch>,
+    /// The run's memory: every machine listed, and the set all peers agreed to at the last look.
+    ever_listed: BTreeSet<usize>,
+    agreed: Option<Vec<(MemberName, String)>>,
+    /// A terminated machine stays listed until then (listings lag).
+    unlisted_from: u64,
 }
 
 #[derive(Clone)]
@@ -108,6 +126,9 @@ struct Cluster {
 
 struct World {
     rng: Rng,
+    chaos: bool,
+    /// (observer, hidden machine, until): a partition between two machines.
+    hidden: Vec<(usize, usize, u64)>,
     spec: ClusterSpec,
     machines: Vec<Machine>,
     clusters: BTreeMap<u64, Cluster>,
@@ -124,7 +145,7 @@ fn hash(s: &str) -> u64 {
 }
 
 impl World {
-    fn new(seed: u64, n: usize) -> Self {
+    fn new(seed: u64, n: usize, settle: Option<u64>) -> Self {
         let mut rng = Rng(seed);
         let extras = if rng.chance(20) {
             1 + rng.below(2) as usize
@@ -142,10 +163,12 @@ impl World {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
-            bootstrap_settle: std::time::Duration::from_secs(SETTLE),
+            bootstrap_settle: settle.map(std::time::Duration::from_secs),
         };
         let mut w = World {
             rng,
+            chaos: true,
+            hidden: Vec::new(),
             spec,
             machines: Vec::new(),
             clusters: BTreeMap::new(),
@@ -184,6 +207,11 @@ impl World {
             alive: true,
             disk: None,
             etcd: Etcd::Stopped,
+            vouch: None,
+            vouched: BTreeMap::new(),
+            ever_listed: BTreeSet::new(),
+            agreed: None,
+            unlisted_from: u64::MAX,
             agent: Agent::Running {
                 started: boot,
                 next: boot,
@@ -208,15 +236,23 @@ impl World {
         voters.iter().filter(|m| m.started).count() >= decide::quorum(voters.len())
     }
 
-    /// What probing machine `j` tells, as the agent's probe would report it.
-    fn probe(&mut self, j: usize) -> PeerAnswer {
-        if !self.machines[j].alive || self.rng.chance(3) {
+    /// What probing machine `j` from machine `i` tells, as the agent's probe would report it.
+    fn probe(&mut self, i: usize, j: usize) -> PeerAnswer {
+        let now = self.now;
+        let partitioned = self
+            .hidden
+            .iter()
+            .any(|&(o, h, until)| o == i && h == j && now < until);
+        if !self.machines[j].alive || partitioned || self.rng.chance(3) {
             return PeerAnswer::Unknown {
                 reason: "timed out".into(),
             };
         }
         let Etcd::Running { cluster } = self.machines[j].etcd else {
-            return PeerAnswer::Refused;
+            return match &self.machines[j].vouch {
+                Some(v) => PeerAnswer::Vouched(v.clone()),
+                None => PeerAnswer::Refused,
+            };
         };
         let c = &self.clusters[&cluster];
         let members = c
@@ -260,7 +296,7 @@ impl World {
         let mut out = Vec::new();
         for k in 0..self.machines.len() {
             let m = &self.machines[k];
-            if !m.alive || m.listed_from > now {
+            if (!m.alive && m.unlisted_from <= now) || m.listed_from > now {
                 continue;
             }
             if m.address_from > now {
@@ -318,7 +354,10 @@ impl World {
                     .iter()
                     .position(|m| m.cand.id == c.id)
                     .unwrap();
-                let answer = self.probe(j);
+                let answer = self.probe(i, j);
+                if let PeerAnswer::Vouched(v) = &answer {
+                    self.machines[i].vouched.insert(j, v.clone());
+                }
                 probes.push(Probe {
                     peer: c.name.clone(),
                     answer,
@@ -330,7 +369,10 @@ impl World {
             let peer_index = |name: &MemberName| name.as_str()[5..].parse::<usize>().unwrap();
             for p in &probes {
                 let k = peer_index(&p.peer);
-                if matches!(p.answer, PeerAnswer::Refused | PeerAnswer::Forming { .. }) {
+                if matches!(
+                    p.answer,
+                    PeerAnswer::Refused | PeerAnswer::Forming { .. } | PeerAnswer::Vouched(_)
+                ) {
                     quiet[k] = quiet[k].min(now);
                 } else {
                     quiet[k] = u64::MAX;
@@ -339,12 +381,12 @@ impl World {
             for p in &probes {
                 listed[peer_index(&p.peer)] = now;
             }
-            let unsettled = (0..32).any(|k| {
+            let listing_unsettled = (0..32).any(|k| {
                 listed[k] != u64::MAX
-                    && now - listed[k] < SETTLE
+                    && now - listed[k] < self.spec.bootstrap_settle.map_or(0, |d| d.as_secs())
                     && !probes.iter().any(|p| peer_index(&p.peer) == k)
             });
-            let quiet_for = if unsettled { Some(0) } else { None };
+            let quiet_for = if listing_unsettled { Some(0) } else { None };
             let quiet_for = quiet_for.unwrap_or_else(|| {
                 probes
                     .iter()
@@ -384,11 +426,74 @@ impl World {
                 .unwrap_or_default();
             // The run remembers one set of dead members; enough for the one-per-run removal.
             let dead_before: Vec<u64> = if dead == 0 { vec![] } else { vec![dead] };
+            // Vouches count only from machines in this listing (a replacement reusing an address
+            // is another machine, and indexes are never reused here).
+            let vouched: Vec<(MemberName, Vouch)> = listing
+                .iter()
+                .filter_map(|c| {
+                    let j = self.machines.iter().position(|m| m.cand.id == c.id)?;
+                    let v = self.machines[i].vouched.get(&j)?;
+                    Some((c.name.clone(), v.clone()))
+                })
+                .collect();
+            let index_of = |c: &Candidate| self.machines.iter().position(|m| m.cand.id == c.id);
+            let now_listed: BTreeSet<usize> = listing.iter().filter_map(index_of).collect();
+            self.machines[i]
+                .ever_listed
+                .extend(now_listed.iter().copied());
+            let unsettled: Vec<Candidate> = self.machines[i]
+                .ever_listed
+                .iter()
+                .filter(|j| !now_listed.contains(j))
+                .filter(|j| {
+                    !self.machines[i]
+                        .vouched
+                        .get(j)
+                        .is_some_and(|v| v.data == VouchedData::Empty)
+                })
+                .map(|&j| self.machines[j].cand.clone())
+                .collect();
+            let agreed = self.machines[i].agreed.clone();
+            let wal = self.machines[i]
+                .disk
+                .map(|(cluster_id, member_id)| WalInfo {
+                    member_id,
+                    cluster_id,
+                    ..WalInfo::default()
+                });
+            // What this agent says of itself from now on.
+            self.machines[i].vouch = me.map(|k| {
+                let ready = data == DataDir::Empty && !seen && listing.len() == self.spec.size;
+                let mut set: Vec<(MemberName, String)> = listing
+                    .iter()
+                    .map(|c| (c.name.clone(), url(Scheme::Http, &c.host, 2380)))
+                    .collect();
+                set.sort();
+                Vouch {
+                    agent: "sim".into(),
+                    name: listing[k].name.to_string(),
+                    peer_urls: vec![url(Scheme::Http, &listing[k].host, 2380)],
+                    cluster_token: self.spec.token.clone(),
+                    data: match self.machines[i].disk {
+                        None => VouchedData::Empty,
+                        Some((c, m)) => VouchedData::Member {
+                            cluster_id: format!("{c:x}"),
+                            member_id: format!("{m:x}"),
+                            last_index: 0,
+                        },
+                    },
+                    bootstrap: ready.then(|| decide::bootstrap_set(&set)),
+                }
+            });
             let facts = Facts {
                 spec: &self.spec,
                 discovered: &listing,
                 me: me.map(|k| &listing[k]),
                 data,
+                vouched: &vouched,
+                unsettled: &unsettled,
+                agreed_before: agreed.as_deref(),
+                wal: wal.as_ref(),
                 probes: &probes,
                 removed_this_run: removed,
                 cluster_seen: seen,
@@ -398,13 +503,14 @@ impl World {
             };
             let out = decide::decide(&facts);
             dead = decide::dead_ids(&facts).first().copied().unwrap_or(0);
+            self.machines[i].agreed = out.agreed.clone();
             let name = self.machines[i].cand.name.to_string();
             match out.decision {
                 Decision::Wait => break,
                 Decision::Refuse => {
                     self.trace
                         .push(format!("t={now}: {name} refuses: {}", out.reason));
-                    self.machines[i].agent = Agent::Failed;
+                    self.end_agent(i, Agent::Failed);
                     return;
                 }
                 Decision::Act(action) => {
@@ -467,19 +573,22 @@ impl World {
                         out.row.as_str(),
                         plan.initial_cluster
                     ));
+                    // The agent stops vouching before etcd takes the port.
+                    self.end_agent(i, Agent::Done);
                     self.start(i, plan.state, &plan.initial_cluster);
-                    self.machines[i].agent = Agent::Done;
                     return;
                 }
             }
         }
         let next = now + 1 + self.rng.below(3);
-        self.machines[i].agent = if next > started + DEADLINE {
+        if next > started + DEADLINE {
             self.trace.push(format!(
                 "t={now}: etcd-{i} agent fails loudly at its deadline"
             ));
-            Agent::Failed
-        } else {
+            self.end_agent(i, Agent::Failed);
+            return;
+        }
+        self.machines[i].agent = {
             Agent::Running {
                 started,
                 next,
@@ -490,6 +599,20 @@ impl World {
                 dead,
             }
         };
+    }
+
+    fn end_agent(&mut self, i: usize, how: Agent) {
+        self.machines[i].agent = how;
+        self.forget(i);
+    }
+
+    /// A run's memory ends with the run, and the vouch with the agent.
+    fn forget(&mut self, i: usize) {
+        let m = &mut self.machines[i];
+        m.vouch = None;
+        m.vouched.clear();
+        m.ever_listed.clear();
+        m.agreed = None;
     }
 
     fn start(&mut self, i: usize, state: ClusterState, ic: &[(MemberName, String)]) {
@@ -512,12 +635,41 @@ impl World {
         }
         match state {
             ClusterState::New => {
-                if let Some(c) = self.live_formed().first() {
-                    self.fail(format!("etcd-{i} planned new while cluster {c:x} exists"));
-                }
                 let mut key: Vec<String> = ic.iter().map(|(n, u)| format!("{n}={u}")).collect();
                 key.sort();
                 let id = hash(&format!("{}|{}", key.join(","), self.spec.token));
+                if let Some(&c) = self.live_formed().first() {
+                    // A late initial member of the very bootstrap that formed (same set and
+                    // token, so the same cluster id; its member still unstarted, the set
+                    // unchanged) joins it, as etcd's static bootstrap intends. Anything else is a
+                    // second cluster.
+                    let cl = &self.clusters[&c];
+                    let same_set = cl.members.len() == ic.len()
+                        && cl
+                            .members
+                            .iter()
+                            .all(|m| ic.iter().any(|(_, u)| *u == m.peer_url));
+                    let unstarted = cl
+                        .members
+                        .iter()
+                        .any(|m| m.peer_url == my_url && !m.started);
+                    if c != id || !same_set || !unstarted {
+                        self.fail(format!("etcd-{i} planned new while cluster {c:x} exists"));
+                    }
+                    let me = self
+                        .clusters
+                        .get_mut(&c)
+                        .unwrap()
+                        .members
+                        .iter_mut()
+                        .find(|m| m.peer_url == my_url)
+                        .unwrap();
+                    me.started = true;
+                    let member = me.id;
+                    self.machines[i].disk = Some((c, member));
+                    self.machines[i].etcd = Etcd::Running { cluster: c };
+                    return;
+                }
                 // The same member set and token give the same cluster id, as in etcd. A formed
                 // cluster of that id that no live machine holds data of is gone: start afresh.
                 if self.formed.contains(&id) {
@@ -621,6 +773,9 @@ impl World {
     }
 
     fn chaos(&mut self) {
+        if !self.chaos {
+            return;
+        }
         let now = self.now;
         let n = self.machines.len();
         let k = self.rng.below(n as u64) as usize;
@@ -642,9 +797,24 @@ impl World {
             self.trace.push(format!(
                 "t={now}: etcd-{k} is terminated; a replacement is created"
             ));
-            self.stop(k);
-            self.machines[k].alive = false;
+            self.terminate(k);
             self.add_machine(now);
+        } else if (13..15).contains(&roll)
+            && self.machines[k].alive
+            && matches!(self.machines[k].agent, Agent::Running { .. })
+        {
+            self.trace.push(format!(
+                "t={now}: etcd-{k} crashes while its agent waits (it may have vouched)"
+            ));
+            self.stop(k);
+            self.reboot(k);
+        } else if (15..18).contains(&roll) {
+            let o = self.rng.below(n as u64) as usize;
+            let until = now + 1 + self.rng.below(120);
+            self.trace.push(format!(
+                "t={now}: a partition hides etcd-{k} from etcd-{o} until {until}"
+            ));
+            self.hidden.push((o, k, until));
         } else if roll == 12 {
             self.trace
                 .push(format!("t={now}: the whole fleet power-cycles"));
@@ -663,13 +833,31 @@ impl World {
             .any(|id| Self::quorum_started(&self.clusters[id]))
     }
 
+    /// The machine is gone with its disk; listings still show it for a while.
+    fn terminate(&mut self, k: usize) {
+        self.stop(k);
+        self.machines[k].alive = false;
+        self.machines[k].vouch = None;
+        self.machines[k].unlisted_from = self.now + self.rng.below(30);
+    }
+
     /// The process stops; its member stays "started" in the list (it published before).
     fn stop(&mut self, k: usize) {
         self.machines[k].etcd = Etcd::Stopped;
     }
 
     fn reboot(&mut self, k: usize) {
-        let at = self.now + 1 + self.rng.below(15);
+        let length = if self.rng.chance(20) {
+            self.rng.below(LONG_REBOOT)
+        } else {
+            self.rng.below(15)
+        };
+        self.reboot_for(k, 1 + length);
+    }
+
+    fn reboot_for(&mut self, k: usize, length: u64) {
+        let at = self.now + length;
+        self.forget(k);
         self.machines[k].agent = Agent::Running {
             started: at,
             next: at,
@@ -683,6 +871,12 @@ impl World {
 
     fn run(&mut self) {
         while self.now < HORIZON {
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        {
             for i in 0..self.machines.len() {
                 if let Agent::Running { next, .. } = self.machines[i].agent
                     && next <= self.now
@@ -707,12 +901,82 @@ impl World {
     }
 }
 
+/// The old rule, `SIM_SETTLE=<seconds>`, or vouching (the default).
+fn settle() -> Option<u64> {
+    std::env::var("SIM_SETTLE")
+        .ok()
+        .map(|s| s.parse().expect("SIM_SETTLE is a number"))
+}
+
 /// Runs one seed; returns whether the cluster formed with every expected member running.
 fn simulate(seed: u64) -> bool {
     let n = [1, 3, 5, 7][(seed % 4) as usize];
-    let mut w = World::new(seed, n);
+    let mut w = World::new(seed, n, settle());
     w.run();
     !w.formed.is_empty()
+}
+
+/// The failure of the old rule, scripted: a formed 3-member cluster loses two machines with their
+/// disks; replacements arrive while the survivor, which kept the data, reboots for 100 s. With a
+/// 20 s settle the replacements take its silence for an empty machine and bootstrap an empty
+/// cluster beside its data; with vouching they wait for it.
+fn slow_reboot_after_two_replacements(settle: Option<u64>) -> World {
+    let mut w = World::new(7, 3, settle);
+    w.chaos = false;
+    while w.now < 60 {
+        w.step();
+    }
+    assert!(
+        w.machines.iter().all(|m| m.agent == Agent::Done) && w.cluster_answers(),
+        "the cluster formed first:\n{}",
+        w.trace.join("\n")
+    );
+    for k in [0, 1] {
+        w.terminate(k);
+        w.machines[k].unlisted_from = w.now; // gone from listings at once
+        w.add_machine(w.now);
+    }
+    w.stop(2);
+    w.reboot_for(2, 100);
+    w.trace.push(format!(
+        "t={}: etcd-2 (the survivor) reboots for 100 s",
+        w.now
+    ));
+    w.run();
+    w
+}
+
+#[test]
+fn regression_a_reboot_longer_than_the_settle_never_strands_the_data() {
+    let w = slow_reboot_after_two_replacements(None);
+    assert_eq!(w.live_formed().len(), 1, "{}", w.trace.join("\n"));
+    let after = w
+        .trace
+        .iter()
+        .skip_while(|l| !l.contains("the survivor"))
+        .collect::<Vec<_>>();
+    assert!(
+        after.iter().all(|l| !l.contains("starts New")),
+        "no replacement bootstraps: {}",
+        w.trace.join("\n")
+    );
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("etcd-2 starts Existing (restart-unreachable)")),
+        "the survivor restarts on its data: {}",
+        w.trace.join("\n")
+    );
+    // The test can fail: the old rule fails it.
+    let old = std::panic::catch_unwind(|| slow_reboot_after_two_replacements(Some(20)));
+    let message = old
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("INVARIANT VIOLATED") && message.contains("planned new while cluster"),
+        "the old rule should have bootstrapped beside the survivor's data: {message}"
+    );
 }
 
 #[test]
@@ -720,7 +984,7 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     if let Ok(seed) = std::env::var("SIM_SEED") {
         let seed: u64 = seed.parse().expect("SIM_SEED is a number");
         let n = [1, 3, 5, 7][(seed % 4) as usize];
-        let mut w = World::new(seed, n);
+        let mut w = World::new(seed, n, settle());
         w.run();
         println!("{}", w.trace.join("\n"));
         return;

@@ -52,9 +52,11 @@ pub struct ClusterSpec {
     pub remove_dead_members: bool,
     pub join_as_learner: bool,
     pub replace_stale_data: bool,
-    /// How long "every expected member discovered, nothing listens anywhere" must hold before a
-    /// new cluster is bootstrapped: longer than a member with data takes to reboot and start etcd.
-    pub bootstrap_settle: Duration,
+    /// Off (`None`, the default): a new cluster needs every other member's agent to vouch for an
+    /// empty data dir. Set: the old fallback for fleets whose agents cannot reach each other's
+    /// peer port, a member that stays silent this long counts as empty, which is wrong for a
+    /// member with data that takes longer to reboot (docs/decisions.md).
+    pub bootstrap_settle: Option<Duration>,
 }
 
 impl ClusterSpec {
@@ -141,11 +143,10 @@ impl Settings {
             remove_dead_members: c.remove_dead_members.unwrap_or(true),
             join_as_learner: c.join_as_learner.unwrap_or(false),
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
-            bootstrap_settle: dur(
-                "cluster.bootstrap_settle",
-                c.bootstrap_settle.as_deref(),
-                "30s",
-            )?,
+            bootstrap_settle: match c.bootstrap_settle.as_deref() {
+                None | Some("off") => None,
+                Some(v) => Some(dur("cluster.bootstrap_settle", Some(v), "")?),
+            },
         };
         if cluster.peer_port == cluster.client_port {
             return Err(format!(

@@ -47,14 +47,61 @@ pub enum PeerAnswer {
     /// Its client port does not answer, but its peer port reports a decided cluster version: a
     /// cluster exists there (restarted on its data, waiting for a quorum). Never bootstrap then.
     Stalled { version: String },
+    /// No etcd runs there, but its agent answered on the peer port: what that machine says of
+    /// its data and of the cluster it would bootstrap.
+    Vouched(Vouch),
     /// Timeouts, TLS errors, 5xx, garbage: we cannot tell, so we must not decide on it.
     Unknown { reason: String },
 }
 
+/// What a waiting agent says of its own machine, on its peer port
+/// (`GET /etcd-bootstrap/v1/vouch`, docs/vouching.md). Nothing in it is secret: an etcd peer
+/// sees all of it (name, URLs, token, ids) in its own traffic.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vouch {
+    /// `etcd-bootstrap/<version>`.
+    pub agent: String,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub cluster_token: String,
+    pub data: VouchedData,
+    /// The members this agent would bootstrap (sorted by name), when it has discovered all of
+    /// them and seen no cluster; otherwise absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Vec<BootstrapMember>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BootstrapMember {
+    pub name: String,
+    pub peer_url: String,
+}
+
+/// A machine's data dir, as its agent reads it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum VouchedData {
+    Empty,
+    /// A member of this cluster (ids in hex, as etcd logs them), with the last raft index its
+    /// log holds.
+    Member {
+        cluster_id: String,
+        member_id: String,
+        last_index: u64,
+    },
+    /// `member/` exists but its log could not be read: data all the same.
+    Unreadable,
+}
+
 impl PeerAnswer {
-    /// Evidence that a cluster which once had a leader exists.
+    /// Evidence that a cluster which once had a leader exists, or that a machine holds data of
+    /// one.
     pub fn shows_cluster(&self) -> bool {
-        matches!(self, PeerAnswer::Answered(_) | PeerAnswer::Stalled { .. })
+        match self {
+            PeerAnswer::Answered(_) | PeerAnswer::Stalled { .. } => true,
+            PeerAnswer::Vouched(v) => v.data != VouchedData::Empty,
+            _ => false,
+        }
     }
 }
 
@@ -88,8 +135,21 @@ pub struct Facts<'a> {
     /// Some peer showed a cluster earlier in this run. A run that has seen a cluster never
     /// bootstraps a new one, even if that cluster's members all go quiet (they may be rebooting).
     pub cluster_seen: bool,
-    /// How long the same member set has been discovered with nothing listening on any peer.
+    /// How long the same member set has been discovered with nothing listening on any peer
+    /// (used only with the opt-in `cluster.bootstrap_settle`).
     pub quiet_for: std::time::Duration,
+    /// The last vouch each peer gave in this run, by name, for peers still at the address they
+    /// vouched from. A peer that vouched and went quiet is starting the etcd it vouched for.
+    pub vouched: &'a [(MemberName, Vouch)],
+    /// Machines listed earlier in this run, missing from this listing, that never vouched an
+    /// empty data dir: a listing that misses a machine may be hiding its data.
+    pub unsettled: &'a [Candidate],
+    /// The set every other member agreed to at the previous look, if they all did then. A
+    /// bootstrap needs two looks in a row to agree, so one listing that missed a machine with
+    /// data cannot decide alone.
+    pub agreed_before: Option<&'a [(MemberName, String)]>,
+    /// What this machine's own log says, when its data dir holds a member.
+    pub wal: Option<&'a crate::datadir::WalInfo>,
     /// Members no discovered machine owns that answered on their own client URL: alive, only
     /// missing from the listing (listings are eventually consistent).
     pub undiscovered_alive: &'a [u64],

@@ -10,7 +10,7 @@
 //! | empty    | yes             | unstarted member with my URL    | `reuse`             |
 //! | empty    | yes             | started member with my URL/name | `replace-self`      |
 //! | empty    | yes             | no                              | `join`              |
-//! | empty    | nothing listens | –                               | `bootstrap`         |
+//! | empty    | no; every other member vouched empty for this set | – | `bootstrap`  |
 //! | empty    | unknown         | –                               | `wait`              |
 //!
 //! A decision is one step: `Act` asks for one membership change, after which the caller observes
@@ -21,9 +21,14 @@ mod facts;
 mod simulate;
 #[cfg(test)]
 mod tests;
+mod vouching;
 
-pub use facts::{ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe};
+pub use facts::{
+    BootstrapMember, ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
+};
 pub use simulate::simulate;
+use vouching::Standing;
+pub use vouching::bootstrap_set;
 
 use serde::Serialize;
 
@@ -109,6 +114,10 @@ pub struct Outcome {
     /// limit (issue 7: 100 agents booting at once).
     #[serde(skip)]
     pub ends_in: Option<std::time::Duration>,
+    /// Every other member vouched for this set at this look: the next look bootstraps if it
+    /// agrees again (`Facts::agreed_before`).
+    #[serde(skip)]
+    pub agreed: Option<Vec<(MemberName, String)>>,
 }
 
 fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
@@ -117,8 +126,12 @@ fn outcome(row: Row, decision: Decision, reason: impl Into<String>) -> Outcome {
         decision,
         reason: reason.into(),
         ends_in: None,
+        agreed: None,
     }
 }
+
+/// How soon to look again to confirm an agreement: soon, since nothing else is awaited.
+pub const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn wait(reason: impl Into<String>) -> Outcome {
     outcome(Row::Wait, Decision::Wait, reason)
@@ -144,12 +157,20 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
         Err(reason) => return outcome(Row::Removed, Decision::Refuse, reason),
     };
 
+    if let Some(o) = foreign_data(f, &my_url, view) {
+        return o;
+    }
+
     match (f.data, view) {
         (DataDir::HasMember, Some(view)) => {
-            let mine = view
-                .members
-                .iter()
-                .any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str());
+            // By member id when the log says it; by URL or name for a log that could not be read.
+            let mine = match f.wal {
+                Some(wal) => view.members.iter().any(|m| m.id == wal.member_id),
+                None => view
+                    .members
+                    .iter()
+                    .any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str()),
+            };
             if mine {
                 let plan = StartPlan {
                     state: ClusterState::Existing,
@@ -195,6 +216,43 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
         (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
         (DataDir::Empty, None) => decide_without_cluster(f, me),
     }
+}
+
+/// Data that is not this cluster's: the single-member cluster a distribution's etcd package
+/// starts on install, or data of another cluster than the one answering. Never started, never
+/// joined with; moved aside only with `cluster.replace_stale_data`.
+fn foreign_data(f: &Facts<'_>, my_url: &str, view: Option<&ClusterView>) -> Option<Outcome> {
+    let wal = f.wal.filter(|_| f.data == DataDir::HasMember)?;
+    let dir = f.spec.data_dir.display();
+    let problem = if wal.is_distribution_default()
+        && !wal
+            .members
+            .iter()
+            .any(|m| m.peer_urls.iter().any(|u| u == my_url))
+    {
+        format!(
+            "{dir} holds the single-member cluster {:x} that the distribution's etcd package started on install (member \"default\", peer URL {}), not this cluster's data. Clear it with: systemctl stop etcd && mv {dir} {dir}.distribution-default",
+            wal.cluster_id,
+            wal.members[0].peer_urls.join(",")
+        )
+    } else {
+        match view {
+            Some(v) if v.cluster_id != wal.cluster_id => format!(
+                "{dir} holds data of cluster {:x} (member {:x}), but the cluster answering is {:x}: refusing to start or join it with another cluster's data. Move the data dir aside by hand or set cluster.replace_stale_data = true",
+                wal.cluster_id, wal.member_id, v.cluster_id
+            ),
+            _ => return None,
+        }
+    };
+    Some(if f.spec.replace_stale_data {
+        outcome(
+            Row::Removed,
+            Decision::Act(Action::MoveDataAside),
+            format!("{problem}; cluster.replace_stale_data is on: moving the data dir aside"),
+        )
+    } else {
+        outcome(Row::Removed, Decision::Refuse, problem)
+    })
 }
 
 /// The cluster the answering peers belong to; an error when they belong to different clusters.
@@ -379,32 +437,6 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
 }
 
 fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
-    let mut unknown = Vec::new();
-    let mut forming = Vec::new();
-    for c in f.discovered.iter().filter(|c| c.name != me.name) {
-        match f
-            .probes
-            .iter()
-            .find(|p| p.peer == c.name)
-            .map(|p| &p.answer)
-        {
-            Some(PeerAnswer::Refused) => {}
-            Some(PeerAnswer::Forming { members }) => forming.push((c, members)),
-            Some(PeerAnswer::Unknown { reason }) => unknown.push(format!("{} ({reason})", c.name)),
-            Some(PeerAnswer::Stalled { version }) => unknown.push(format!(
-                "{} (a cluster of version {version} exists there but has no leader)",
-                c.name
-            )),
-            Some(PeerAnswer::Answered(_)) => unreachable!("handled by answered_view"),
-            None => unknown.push(format!("{} (not probed)", c.name)),
-        }
-    }
-    if !unknown.is_empty() {
-        return wait(format!(
-            "cannot tell whether a cluster exists: {} did not answer clearly",
-            unknown.join(", ")
-        ));
-    }
     let n = f.discovered.len();
     if n != f.spec.size {
         let what = if n < f.spec.size {
@@ -423,32 +455,100 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             "a cluster answered earlier in this run and now nothing does (its members may be rebooting); never bootstrapping over it",
         );
     }
+    if let Some(c) = f.unsettled.first() {
+        return wait(format!(
+            "{} ({}) was listed earlier in this run, is missing now and never vouched an empty data dir; a first bootstrap waits until it is listed again (restart the agent if it is gone for good)",
+            c.name, c.host
+        ));
+    }
     let expected = discovered_cluster(f);
-    let joining_a_bootstrap = !forming.is_empty();
-    for (c, members) in forming {
-        let theirs = forming_cluster(members);
-        if !same_set(&theirs, &expected) {
-            return wait(format!(
-                "{} is bootstrapping a different member set ({}); waiting until discovery agrees",
-                c.name,
-                theirs
-                    .iter()
-                    .map(|(n, u)| format!("{n}={u}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
+    let mut awaited: Vec<(&Candidate, String)> = Vec::new();
+    let mut all_refusing = true;
+    for c in f.discovered.iter().filter(|c| c.name != me.name) {
+        let answer = f
+            .probes
+            .iter()
+            .find(|p| p.peer == c.name)
+            .map(|p| &p.answer);
+        if let Some(PeerAnswer::Forming { members }) = answer {
+            let theirs = forming_cluster(members);
+            if !same_set(&theirs, &expected) {
+                return wait(format!(
+                    "{} is bootstrapping a different member set ({}); waiting until discovery agrees",
+                    c.name,
+                    theirs
+                        .iter()
+                        .map(|(n, u)| format!("{n}={u}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
+        }
+        match vouching::standing(f, c, &expected, answer) {
+            Standing::Agrees | Standing::Forming => {}
+            Standing::HasData(reason) => return wait(reason),
+            Standing::Awaited(reason) => {
+                all_refusing &= matches!(answer, Some(PeerAnswer::Refused));
+                awaited.push((c, reason));
+            }
         }
     }
-    // A member with data that is rebooting is listed but refuses connections until its etcd
-    // starts: only a quiet that outlasts a reboot means nobody has data. A peer already
-    // bootstrapping this very set has waited out that quiet itself.
-    if !joining_a_bootstrap && f.quiet_for < f.spec.bootstrap_settle {
-        let left = f.spec.bootstrap_settle - f.quiet_for;
+    if let Some((_, first)) = awaited.first() {
+        // The opt-in fallback for fleets whose agents cannot reach each other: a member that has
+        // refused connections for the whole settle counts as empty. Wrong for a member with data
+        // that reboots for longer (docs/decisions.md), hence off unless configured.
+        match f.spec.bootstrap_settle {
+            Some(settle) if all_refusing && f.quiet_for >= settle => {
+                let plan = StartPlan {
+                    state: ClusterState::New,
+                    initial_cluster: expected,
+                };
+                return outcome(
+                    Row::Bootstrap,
+                    Decision::Start(plan),
+                    format!(
+                        "all {n} expected members are discovered and {} stayed silent for cluster.bootstrap_settle ({}s): bootstrapping a new cluster on the settle fallback, without their vouch",
+                        awaited
+                            .iter()
+                            .map(|(c, _)| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        settle.as_secs_f32()
+                    ),
+                );
+            }
+            Some(settle) if all_refusing => {
+                let left = settle - f.quiet_for;
+                return Outcome {
+                    ends_in: Some(left),
+                    ..wait(format!(
+                        "{first}; or silence for {}s more (cluster.bootstrap_settle)",
+                        left.as_secs_f32().ceil()
+                    ))
+                };
+            }
+            _ => {}
+        }
+        let more = match awaited.len() {
+            1 => String::new(),
+            k => format!(
+                "; {} more awaited: {}",
+                k - 1,
+                awaited[1..]
+                    .iter()
+                    .map(|(c, _)| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return wait(format!("{first}{more}"));
+    }
+    if f.agreed_before != Some(expected.as_slice()) {
         return Outcome {
-            ends_in: Some(left),
+            ends_in: Some(CONFIRM_AFTER),
+            agreed: Some(expected),
             ..wait(format!(
-                "all {n} members are discovered and no etcd answers; making sure for {}s more before bootstrapping (cluster.bootstrap_settle)",
-                left.as_secs_f32().ceil()
+                "all {n} expected members are discovered and every other one vouched an empty data dir for this member set; confirming at one more look"
             ))
         };
     }
@@ -460,7 +560,7 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
         Row::Bootstrap,
         Decision::Start(plan),
         format!(
-            "no etcd answers on any peer and all {n} expected members are discovered: bootstrapping a new cluster"
+            "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it), at two looks in a row: bootstrapping a new cluster"
         ),
     )
 }

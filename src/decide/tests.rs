@@ -16,7 +16,7 @@ fn spec(size: usize) -> ClusterSpec {
         remove_dead_members: true,
         join_as_learner: false,
         replace_stale_data: false,
-        bootstrap_settle: std::time::Duration::from_secs(30),
+        bootstrap_settle: None,
     }
 }
 
@@ -61,18 +61,40 @@ struct World {
     removed: usize,
     cluster_seen: bool,
     quiet_for: std::time::Duration,
+    vouched: Vec<(MemberName, Vouch)>,
+    unsettled: Vec<Candidate>,
+    /// Whether the previous look agreed on the set this look sees (most tests are about other
+    /// rules than the confirmation).
+    confirmed: bool,
+    wal: Option<crate::datadir::WalInfo>,
     alive: Vec<u64>,
     dead_before: Vec<u64>,
 }
 
+/// What machine `i`'s agent says when its data dir is empty and it has discovered `n` machines
+/// of a cluster of `n`.
+fn vouch(i: usize, n: usize) -> Vouch {
+    let mut set: Vec<_> = (0..n).map(|k| (cand(k).name, purl(k))).collect();
+    set.sort();
+    Vouch {
+        agent: "etcd-bootstrap/test".into(),
+        name: cand(i).name.to_string(),
+        peer_urls: vec![purl(i)],
+        cluster_token: "t".into(),
+        data: VouchedData::Empty,
+        bootstrap: Some(bootstrap_set(&set)),
+    }
+}
+
 impl World {
-    /// `n` discovered machines, this node is machine 0, every peer refuses.
+    /// `n` discovered machines, this node is machine 0, every peer's agent vouches for an empty
+    /// data dir and the `n` machines it discovered.
     fn new(size: usize, n: usize) -> Self {
         let discovered: Vec<_> = (0..n).map(cand).collect();
         let probes = (1..n)
             .map(|i| Probe {
                 peer: cand(i).name,
-                answer: PeerAnswer::Refused,
+                answer: PeerAnswer::Vouched(vouch(i, n)),
             })
             .collect();
         World {
@@ -85,6 +107,10 @@ impl World {
             cluster_seen: false,
             // Quiet long enough: most tests are about other rules than the settle time.
             quiet_for: std::time::Duration::from_secs(60),
+            vouched: Vec::new(),
+            unsettled: Vec::new(),
+            confirmed: true,
+            wal: None,
             alive: Vec::new(),
             // Dead-member rules other than the confirmation are tested with it already done.
             dead_before: (100..120).collect(),
@@ -109,7 +135,11 @@ impl World {
         decide(&self.facts())
     }
     fn facts(&self) -> Facts<'_> {
+        // Leaked: a few bytes a decision, in tests only, so `Facts` can borrow it like the rest.
+        let agreed = self.confirmed.then(|| discovered_cluster_of(self));
         Facts {
+            agreed_before: agreed.map(|a| &*a.leak()),
+            unsettled: &self.unsettled,
             spec: &self.spec,
             discovered: &self.discovered,
             me: self.me.map(|i| &self.discovered[i]),
@@ -118,10 +148,22 @@ impl World {
             removed_this_run: self.removed,
             cluster_seen: self.cluster_seen,
             quiet_for: self.quiet_for,
+            vouched: &self.vouched,
+            wal: self.wal.as_ref(),
             undiscovered_alive: &self.alive,
             dead_before: &self.dead_before,
         }
     }
+}
+
+fn discovered_cluster_of(w: &World) -> Vec<(MemberName, String)> {
+    let mut set: Vec<_> = w
+        .discovered
+        .iter()
+        .map(|c| (c.name.clone(), w.spec.peer_url(&c.host)))
+        .collect();
+    set.sort();
+    set
 }
 
 fn start(o: &Outcome) -> &StartPlan {
@@ -215,8 +257,94 @@ fn waits_when_this_machine_is_not_discovered() {
 }
 
 #[test]
-fn bootstrap_waits_until_the_quiet_outlasts_a_reboot() {
-    let mut w = World::new(3, 3);
+fn silence_is_never_evidence_however_long_it_lasts() {
+    let mut w = World::new(3, 3).answer(2, PeerAnswer::Refused);
+    for secs in [0, 30, 600, 86_400] {
+        w.quiet_for = std::time::Duration::from_secs(secs);
+        let o = w.decide();
+        assert_eq!(o.decision, Decision::Wait, "after {secs}s of silence");
+        assert_eq!(
+            o.reason,
+            "waiting for etcd-2 (10.0.0.12) to vouch: a first bootstrap needs every member's agent to report an empty data dir"
+        );
+        assert_eq!(o.ends_in, None, "a wait on the fleet, not on the clock");
+    }
+}
+
+#[test]
+fn a_member_that_vouched_and_went_quiet_is_starting_its_etcd() {
+    let mut w = World::new(3, 3).answer(1, PeerAnswer::Refused).answer(
+        2,
+        PeerAnswer::Unknown {
+            reason: "timed out".into(),
+        },
+    );
+    assert_eq!(w.decide().decision, Decision::Wait);
+    w.vouched = vec![(cand(1).name, vouch(1, 3)), (cand(2).name, vouch(2, 3))];
+    let o = w.decide();
+    assert_eq!(o.row, Row::Bootstrap, "{}", o.reason);
+    assert_eq!(start(&o).state, ClusterState::New);
+}
+
+#[test]
+fn a_member_vouching_with_data_blocks_the_bootstrap_and_says_whose() {
+    let mut v = vouch(2, 3);
+    v.data = VouchedData::Member {
+        cluster_id: "3004cd801c14dd7e".into(),
+        member_id: "6818f1964ee7d1bb".into(),
+        last_index: 42,
+    };
+    let w = World::new(3, 3).answer(2, PeerAnswer::Vouched(v.clone()));
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert_eq!(
+        o.reason,
+        "etcd-2 (10.0.0.12) holds data of cluster 3004cd801c14dd7e (member 6818f1964ee7d1bb, raft index 42): never bootstrapping a new cluster beside it; waiting for its etcd"
+    );
+    assert!(
+        PeerAnswer::Vouched(v).shows_cluster(),
+        "so the run never bootstraps after it"
+    );
+}
+
+#[test]
+fn a_vouch_for_another_set_token_or_address_is_awaited_not_trusted() {
+    let mut other_set = vouch(1, 3);
+    other_set.bootstrap.as_mut().unwrap()[2].peer_url = "http://10.9.9.9:2380".into();
+    let mut other_token = vouch(1, 3);
+    other_token.cluster_token = "other".into();
+    let mut other_url = vouch(1, 3);
+    other_url.peer_urls = vec!["http://10.9.9.9:2380".into()];
+    let mut not_ready = vouch(1, 3);
+    not_ready.bootstrap = None;
+    for (v, says) in [
+        (
+            other_set,
+            "would bootstrap a different member set (etcd-0=http://10.0.0.10:2380,etcd-1=http://10.0.0.11:2380,etcd-2=http://10.9.9.9:2380)",
+        ),
+        (
+            other_token,
+            "vouches for cluster token \"other\", this node's is \"t\"",
+        ),
+        (
+            other_url,
+            "vouches with peer URLs http://10.9.9.9:2380 where http://10.0.0.11:2380 was expected",
+        ),
+        (
+            not_ready,
+            "waiting for etcd-1 (10.0.0.11) to discover all 3 members",
+        ),
+    ] {
+        let o = World::new(3, 3).answer(1, PeerAnswer::Vouched(v)).decide();
+        assert_eq!(o.decision, Decision::Wait);
+        assert!(o.reason.contains(says), "{}", o.reason);
+    }
+}
+
+#[test]
+fn the_settle_fallback_is_opt_in_and_counts_only_refusals() {
+    let mut w = World::new(3, 3).answer(2, PeerAnswer::Refused);
+    w.spec.bootstrap_settle = Some(std::time::Duration::from_secs(30));
     w.quiet_for = std::time::Duration::from_secs(12);
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
@@ -228,15 +356,36 @@ fn bootstrap_waits_until_the_quiet_outlasts_a_reboot() {
     // Only time ends this wait, and the run is told when: it need not poll the API meanwhile.
     assert_eq!(o.ends_in, Some(std::time::Duration::from_secs(18)));
     w.quiet_for = std::time::Duration::from_secs(30);
-    assert_eq!(w.decide().row, Row::Bootstrap);
-    // A peer already bootstrapping this set has waited out the quiet itself.
+    let o = w.decide();
+    assert_eq!(o.row, Row::Bootstrap);
+    assert!(o.reason.contains("settle fallback"), "{}", o.reason);
+    // A timeout is not a refusal: the fallback never counts it.
+    let mut w = w.answer(
+        2,
+        PeerAnswer::Unknown {
+            reason: "timed out".into(),
+        },
+    );
+    w.quiet_for = std::time::Duration::from_secs(3600);
+    assert_eq!(w.decide().decision, Decision::Wait);
+}
+
+#[test]
+fn a_peer_already_bootstrapping_this_set_needs_no_vouch() {
     let forming: Vec<_> = (0..3)
         .map(|i| EtcdMember {
             client_urls: vec![],
             ..member(i)
         })
         .collect();
-    let mut w = World::new(3, 3).answer(1, PeerAnswer::Forming { members: forming });
+    let mut w = World::new(3, 3)
+        .answer(
+            1,
+            PeerAnswer::Forming {
+                members: forming.clone(),
+            },
+        )
+        .answer(2, PeerAnswer::Forming { members: forming });
     w.quiet_for = std::time::Duration::ZERO;
     assert_eq!(w.decide().row, Row::Bootstrap);
 }
@@ -264,7 +413,7 @@ fn a_stalled_cluster_blocks_bootstrap() {
     );
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("has no leader"), "{}", o.reason);
+    assert!(o.reason.contains("without a leader"), "{}", o.reason);
 }
 
 #[test]
@@ -277,7 +426,13 @@ fn unknown_peer_blocks_bootstrap() {
     );
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
-    assert!(o.reason.contains("etcd-2 (timed out)"), "{}", o.reason);
+    assert!(
+        o.reason.contains(
+            "waiting for etcd-2 (10.0.0.12) to vouch; it did not answer clearly: timed out"
+        ),
+        "{}",
+        o.reason
+    );
 }
 
 #[test]
@@ -686,4 +841,94 @@ fn members_with_names_that_cannot_be_written_get_unique_placeholders() {
         "names are unique: {plan:?}"
     );
     assert!(ic(&plan).contains("member-69="), "{}", ic(&plan));
+}
+
+// ---- whose data it is --------------------------------------------------------------------------
+
+fn wal(cluster_id: u64, member_id: u64) -> crate::datadir::WalInfo {
+    crate::datadir::WalInfo {
+        member_id,
+        cluster_id,
+        last_index: 9,
+        commit: 9,
+        members: Vec::new(),
+    }
+}
+
+#[test]
+fn data_of_another_cluster_is_refused_even_when_the_urls_match() {
+    let mut w = World::new(3, 3).all_answer(view((0..3).map(member).collect()));
+    w.data = DataDir::HasMember;
+    w.wal = Some(wal(0xbad, 100));
+    let o = w.decide();
+    assert_eq!((o.row, &o.decision), (Row::Removed, &Decision::Refuse));
+    assert_eq!(
+        o.reason,
+        "/var/lib/etcd holds data of cluster bad (member 64), but the cluster answering is c1: refusing to start or join it with another cluster's data. Move the data dir aside by hand or set cluster.replace_stale_data = true"
+    );
+    w.spec.replace_stale_data = true;
+    assert_eq!(w.decide().decision, Decision::Act(Action::MoveDataAside));
+}
+
+#[test]
+fn a_restart_is_recognised_by_member_id_from_the_log() {
+    let mut w = World::new(3, 3).all_answer(view((0..3).map(member).collect()));
+    w.data = DataDir::HasMember;
+    w.wal = Some(wal(0xc1, 100));
+    assert_eq!(w.decide().row, Row::Restart);
+    // Same cluster, but the member in the log is gone from it: removed, whatever the URLs say.
+    w.wal = Some(wal(0xc1, 999));
+    assert_eq!(w.decide().decision, Decision::Refuse);
+}
+
+#[test]
+fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
+    let mut w = World::new(3, 3);
+    w.data = DataDir::HasMember;
+    let mut debian = wal(0x3004cd801c14dd7e, 0x6818f1964ee7d1bb);
+    debian.members = vec![crate::datadir::WalMember {
+        name: "default".into(),
+        peer_urls: vec!["http://localhost:2380".into()],
+    }];
+    w.wal = Some(debian);
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Refuse);
+    assert_eq!(
+        o.reason,
+        "/var/lib/etcd holds the single-member cluster 3004cd801c14dd7e that the distribution's etcd package started on install (member \"default\", peer URL http://localhost:2380), not this cluster's data. Clear it with: systemctl stop etcd && mv /var/lib/etcd /var/lib/etcd.distribution-default"
+    );
+    w.spec.replace_stale_data = true;
+    assert_eq!(w.decide().decision, Decision::Act(Action::MoveDataAside));
+}
+
+#[test]
+fn a_bootstrap_needs_two_looks_in_a_row_to_agree() {
+    let mut w = World::new(3, 3);
+    w.confirmed = false;
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.contains("confirming at one more look"),
+        "{}",
+        o.reason
+    );
+    assert_eq!(o.ends_in, Some(CONFIRM_AFTER));
+    assert_eq!(o.agreed, Some(discovered_cluster_of(&w)));
+    w.confirmed = true;
+    assert_eq!(w.decide().row, Row::Bootstrap);
+}
+
+#[test]
+fn a_machine_listed_earlier_and_missing_now_blocks_a_bootstrap() {
+    let mut w = World::new(3, 3);
+    w.unsettled = vec![cand(7)];
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.starts_with(
+            "etcd-7 (10.0.0.17) was listed earlier in this run, is missing now and never vouched"
+        ),
+        "{}",
+        o.reason
+    );
 }

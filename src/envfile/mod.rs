@@ -47,18 +47,23 @@ pub struct EtcdEnv<'a> {
     pub listen: &'a [IpAddr],
 }
 
+/// Where etcd binds (and the agent vouches) for a node reached at `host`. Listen URLs must be
+/// IPs: a DNS-named node listens on the addresses its name resolved to, or on every address
+/// when they are not known.
+pub fn listen_hosts(host: &Host, resolved: &[IpAddr]) -> Vec<Host> {
+    match (host, resolved) {
+        (Host::Ip(_), _) => vec![host.clone()],
+        (Host::Dns(_), []) => vec![Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))],
+        (Host::Dns(_), ips) => ips.iter().map(|ip| Host::Ip(*ip)).collect(),
+    }
+}
+
 /// The ordered `KEY=VALUE` pairs of the file.
 pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
     let spec = env.spec;
     let peer_url = spec.peer_url(env.host);
     let client_url = spec.client_url(env.host);
-    // etcd binds listen URLs, so they must be IPs: a DNS-named node listens on the addresses
-    // its name resolved to, or on every address when they are not known.
-    let listen: Vec<Host> = match (env.host, env.listen) {
-        (Host::Ip(_), _) => vec![env.host.clone()],
-        (Host::Dns(_), []) => vec![Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED))],
-        (Host::Dns(_), ips) => ips.iter().map(|ip| Host::Ip(*ip)).collect(),
-    };
+    let listen = listen_hosts(env.host, env.listen);
     let listen_peer: Vec<String> = listen.iter().map(|h| spec.peer_url(h)).collect();
     let mut listen_client: Vec<String> = listen.iter().map(|h| spec.client_url(h)).collect();
     // Local clients (etcdctl, health checks) reach etcd on loopback too, unless an address
@@ -170,7 +175,7 @@ mod tests {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
-            bootstrap_settle: std::time::Duration::ZERO,
+            bootstrap_settle: None,
         }
     }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::EtcdClientSettings;
-use crate::decide::{ClusterView, EtcdMember};
+use crate::decide::{ClusterView, EtcdMember, Vouch};
 use crate::http::{AddressBook, ReadError, read_limited};
 
 /// Member lists of even large clusters are a few KiB; anything near this is not etcd.
@@ -218,6 +218,22 @@ impl EtcdClient {
     pub async fn cluster_version(&self, base_url: &str) -> Result<String, CallError> {
         let v: wire::Version = self.get(base_url, "/version").await?;
         Ok(v.etcdcluster)
+    }
+
+    /// A waiting agent's vouch on a peer port (`src/vouch/`); `None` when the port answers 404,
+    /// as etcd's own peer port does for that path.
+    pub async fn vouch(&self, peer_url: &str) -> Result<Option<Vouch>, CallError> {
+        let url = format!("{peer_url}{}", crate::vouch::PATH);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        decode(&url, resp).await.map(Some)
     }
 
     pub async fn peer_members(&self, peer_url: &str) -> Result<Vec<EtcdMember>, CallError> {

