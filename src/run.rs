@@ -24,6 +24,9 @@ use crate::notify;
 /// (not two) sees it over.
 const SETTLE_MARGIN: Duration = Duration::from_millis(100);
 
+/// How often a node ready to bootstrap asks its peers again while it waits for their word.
+const PEER_LOOK: Duration = Duration::from_millis(250);
+
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
 
@@ -49,7 +52,7 @@ impl Observation {
             data: self.data,
             probes: &self.probes,
             removed_this_run: memory.removed,
-            cluster_seen: memory.cluster_seen,
+            cluster_seen: memory.cluster_seen.as_deref(),
             quiet_for: memory
                 .quiet_for(self, settings.cluster.bootstrap_settle.unwrap_or_default()),
             vouched: &memory.vouched,
@@ -102,7 +105,7 @@ pub struct RunMemory {
     /// Dead members removed so far (at most one per run).
     pub removed: usize,
     /// A peer showed a cluster at some point of this run.
-    pub cluster_seen: bool,
+    pub cluster_seen: Option<String>,
     /// Since when each peer has refused connections (or been bootstrapping) without a break.
     /// Kept across listings that miss a peer: only an answer from the peer itself resets it.
     refusing_since: std::collections::HashMap<String, Instant>,
@@ -126,7 +129,12 @@ pub struct RunMemory {
 
 impl RunMemory {
     pub fn observe(&mut self, obs: &Observation) {
-        self.cluster_seen |= obs.probes.iter().any(|p| p.answer.shows_cluster());
+        if self.cluster_seen.is_none() {
+            self.cluster_seen = obs.probes.iter().find_map(|p| {
+                let what = p.answer.cluster_evidence()?;
+                Some(format!("{} ({}) {what}", p.peer, peer_host(obs, p)))
+            });
+        }
         let now = Instant::now();
         self.started.get_or_insert(now);
         for p in &obs.probes {
@@ -207,13 +215,15 @@ impl RunMemory {
 
 /// A peer is its name and address: a replacement with a reused name is another peer.
 fn peer_key(obs: &Observation, p: &Probe) -> String {
-    let host = obs
-        .candidates
+    format!("{}={}", p.peer, peer_host(obs, p))
+}
+
+fn peer_host(obs: &Observation, p: &Probe) -> String {
+    obs.candidates
         .iter()
         .find(|c| c.name == p.peer)
         .map(|c| c.host.to_string())
-        .unwrap_or_default();
-    format!("{}={host}", p.peer)
+        .unwrap_or_default()
 }
 
 pub struct Agent {
@@ -277,6 +287,20 @@ impl Agent {
                 message: f.message,
             })?;
 
+        let probes = self.probe_peers(&candidates, me).await;
+        let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
+        Ok(Observation {
+            candidates,
+            me,
+            data: data.dir,
+            wal: data.wal,
+            probes,
+            undiscovered_alive,
+        })
+    }
+
+    /// Probes every discovered machine but this one.
+    async fn probe_peers(&self, candidates: &[Candidate], me: Option<usize>) -> Vec<Probe> {
         // Peers are probed at once, but no more than PROBES_AT_ONCE in flight: a tag on 10,000
         // machines must not run the agent out of file descriptors (the unit's limit is 1,024),
         // nor hold 10,000 waiting tasks in memory (12 MB, BENCHMARKS.md).
@@ -311,16 +335,7 @@ impl Agent {
             }
         }
         probes.sort_by_key(|(i, _)| *i);
-        let probes: Vec<Probe> = probes.into_iter().map(|(_, p)| p).collect();
-        let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
-        Ok(Observation {
-            candidates,
-            me,
-            data: data.dir,
-            wal: data.wal,
-            probes,
-            undiscovered_alive,
-        })
+        probes.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Asks members that no discovered machine owns whether they are alive, on their own client
@@ -395,12 +410,16 @@ impl Agent {
         let mut last_reason = String::new();
         loop {
             let mut settle_left = None;
+            // Ready to bootstrap and waiting on the peers' word: what they said last.
+            let mut watch: Option<Observation> = None;
             let (waiting_for, wait_kind) = match self.observe().await {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
                     memory.observe(&obs);
-                    if let Some(v) = obs.vouch(&self.settings.cluster, memory.cluster_seen) {
+                    let vouch = obs.vouch(&self.settings.cluster, memory.cluster_seen.is_some());
+                    let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
+                    if let Some(v) = vouch {
                         let me =
                             &obs.candidates[obs.me.expect("a vouch implies this node is known")];
                         voucher.offer(self, me, &v).await;
@@ -465,6 +484,9 @@ impl Agent {
                         }
                         Decision::Wait => {
                             settle_left = outcome.ends_in;
+                            if ready && outcome.ends_in.is_none() {
+                                watch = Some(obs.clone());
+                            }
                             (outcome.reason, Kind::Unavailable)
                         }
                     }
@@ -493,7 +515,29 @@ impl Agent {
             }
             .min(deadline - now);
             notify::waiting(&waiting_for, pause + Duration::from_secs(30));
-            tokio::time::sleep(pause).await;
+            match watch {
+                Some(obs) => self.watch_peers(&obs, pause).await,
+                None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
+    /// Waits up to `pause`, asking the peers again every PEER_LOOK and returning as soon as one
+    /// says something new. The peers are on the cluster's own network and cheap to ask; the
+    /// listing (a cloud API with a rate limit) is asked again only when they did. So a machine
+    /// that vouches, or starts its etcd, late is seen within a quarter second, not at the next
+    /// backoff step (up to discovery.max_interval).
+    async fn watch_peers(&self, obs: &Observation, pause: Duration) {
+        let until = Instant::now() + pause;
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep(PEER_LOOK.min(until - now)).await;
+            if self.probe_peers(&obs.candidates, obs.me).await != obs.probes {
+                return;
+            }
         }
     }
 

@@ -98,7 +98,6 @@ impl Aws {
             format!(
                 r#"[cluster]
 size = {size}
-bootstrap_settle = "0s"
 data_dir = "{data}"
 [output]
 env_file = "{env}"
@@ -226,7 +225,16 @@ fn pages_through_next_token_and_identifies_itself_through_imdsv2() {
         ["etcd-a", "etcd-b", "etcd-c"],
         "terminated instances are left out"
     );
-    assert_eq!(v["outcome"]["row"], "bootstrap");
+    // The other two machines' agents are not running: a first bootstrap waits for their vouch.
+    assert_eq!(v["outcome"]["row"], "wait");
+    assert!(
+        v["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for etcd-a (127.60.0.1) to vouch"),
+        "{}",
+        v["outcome"]["reason"]
+    );
 
     let bodies = aws.api_requests();
     assert_eq!(bodies.len(), 2, "exactly one request per page: {bodies:?}");

@@ -40,7 +40,6 @@ const ONE: &str = r#"
 name = "etcd-0"
 [cluster]
 size = 1
-bootstrap_settle = "0s"
 data_dir = "@DATA@"
 [discovery]
 timeout = "5s"

@@ -64,15 +64,25 @@ fn three_droplets_found_by_tag_bootstrap_a_real_cluster() {
         );
         lab.configure_with(i, "digitalocean", &block);
     }
-    for i in 0..3 {
-        let out = std::process::Command::new(AGENT)
-            .arg("--config")
-            .arg(lab.nodes[i].config())
-            .env("DIGITALOCEAN_TOKEN", DO_TOKEN)
-            .env_remove("NOTIFY_SOCKET")
-            .output()
-            .unwrap();
-        let log = stderr(&out);
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..3)
+            .map(|i| {
+                let config = lab.nodes[i].config();
+                s.spawn(move || {
+                    std::process::Command::new(AGENT)
+                        .arg("--config")
+                        .arg(config)
+                        .env("DIGITALOCEAN_TOKEN", DO_TOKEN)
+                        .env_remove("NOTIFY_SOCKET")
+                        .output()
+                        .unwrap()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (i, out) in outs.iter().enumerate() {
+        let log = stderr(out);
         assert!(out.status.success(), "{log}");
         assert!(
             !log.contains(DO_TOKEN) && !lab.nodes[i].env().contains(DO_TOKEN),
@@ -89,8 +99,10 @@ fn three_droplets_found_by_tag_bootstrap_a_real_cluster() {
     }
     lab.wait_healthy(&[0, 1, 2], 3);
     let list_calls = rt.block_on(api.received_requests()).unwrap().len();
-    assert_eq!(
-        list_calls, 3,
-        "each agent decided on its first observation: one listing request each"
+    // A first bootstrap needs every peer's vouch at two looks in a row: at least two listings
+    // each, and a few more when an agent looked before its peers were vouching.
+    assert!(
+        (6..=15).contains(&list_calls),
+        "each agent decided within a few looks: {list_calls} listings"
     );
 }

@@ -108,6 +108,8 @@ fn write_config(
         format!(
             r#"[cluster]
 size = {size}
+# These tests are about the records: one agent alone, so the settle fallback (0 s) stands in for
+# the peers' vouches that a first bootstrap needs by default (tests/vouching.rs).
 bootstrap_settle = "0s"
 data_dir = "{data}"
 {extra}
@@ -397,8 +399,8 @@ fn three_real_etcd_members_bootstrap_from_srv_records() {
         );
         lab.configure_with(i, "dns", &block);
     }
+    lab.agents_ok_together(&[0, 1, 2]);
     for i in 0..3 {
-        lab.agent_ok(i);
         assert_eq!(lab.nodes[i].env_value("ETCD_INITIAL_CLUSTER_STATE"), "new");
     }
     for i in 0..3 {

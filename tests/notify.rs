@@ -14,7 +14,7 @@ fn config(dir: &std::path::Path, size: usize, peers: &[&str], timeout: &str) -> 
     std::fs::write(
         &path,
         format!(
-            "[node]\nname = \"etcd-0\"\n[cluster]\nsize = {size}\nbootstrap_settle = \"0s\"\ndata_dir = \"{data}\"\n\
+            "[node]\nname = \"etcd-0\"\n[cluster]\nsize = {size}\ndata_dir = \"{data}\"\n\
              [discovery]\ntimeout = \"{timeout}\"\ninterval = \"200ms\"\n\
              [discovery.static]\npeers = [{peers}]\n[output]\nenv_file = \"{env}\"\n",
             data = dir.join("data").display(),

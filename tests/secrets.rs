@@ -30,7 +30,7 @@ fn run(
     std::fs::write(
         &cfg,
         format!(
-            "[cluster]\nsize = 1\nbootstrap_settle = \"0s\"\ndata_dir = \"{}\"\n[output]\nenv_file = \"{}\"\n\
+            "[cluster]\nsize = 1\ndata_dir = \"{}\"\n[output]\nenv_file = \"{}\"\n\
              [discovery]\nprovider = \"{}\"\ntimeout = \"2s\"\ninterval = \"500ms\"\n{}\ntoken_file = \"{}\"\n",
             dir.join("data").display(),
             dir.join("etcd.env").display(),

@@ -496,7 +496,7 @@ impl World {
                 wal: wal.as_ref(),
                 probes: &probes,
                 removed_this_run: removed,
-                cluster_seen: seen,
+                cluster_seen: seen.then_some("a peer showed a cluster"),
                 quiet_for: std::time::Duration::from_secs(quiet_for),
                 undiscovered_alive: &alive,
                 dead_before: &dead_before,

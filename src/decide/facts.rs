@@ -95,13 +95,26 @@ pub enum VouchedData {
 
 impl PeerAnswer {
     /// Evidence that a cluster which once had a leader exists, or that a machine holds data of
-    /// one.
-    pub fn shows_cluster(&self) -> bool {
+    /// one: what it was, in words, for the messages of the rest of the run.
+    pub fn cluster_evidence(&self) -> Option<String> {
         match self {
-            PeerAnswer::Answered(_) | PeerAnswer::Stalled { .. } => true,
-            PeerAnswer::Vouched(v) => v.data != VouchedData::Empty,
-            _ => false,
+            PeerAnswer::Answered(v) => Some(format!("answered for cluster {:x}", v.cluster_id)),
+            PeerAnswer::Stalled { version } => {
+                Some(format!("ran etcd {version} on its data without a leader"))
+            }
+            PeerAnswer::Vouched(v) => match &v.data {
+                VouchedData::Empty => None,
+                VouchedData::Member { cluster_id, .. } => {
+                    Some(format!("held data of cluster {cluster_id}"))
+                }
+                VouchedData::Unreadable => Some("held an etcd data dir".into()),
+            },
+            _ => None,
         }
+    }
+
+    pub fn shows_cluster(&self) -> bool {
+        self.cluster_evidence().is_some()
     }
 }
 
@@ -132,9 +145,10 @@ pub struct Facts<'a> {
     pub probes: &'a [Probe],
     /// Dead members this run already removed (at most one per run is removed).
     pub removed_this_run: usize,
-    /// Some peer showed a cluster earlier in this run. A run that has seen a cluster never
-    /// bootstraps a new one, even if that cluster's members all go quiet (they may be rebooting).
-    pub cluster_seen: bool,
+    /// What showed a cluster earlier in this run ("node-3 (10.0.0.3) answered for cluster
+    /// c1"), if anything did. A run that has seen a cluster, or a machine holding its data, never
+    /// bootstraps a new one, even if it all goes quiet (its members may be rebooting).
+    pub cluster_seen: Option<&'a str>,
     /// How long the same member set has been discovered with nothing listening on any peer
     /// (used only with the opt-in `cluster.bootstrap_settle`).
     pub quiet_for: std::time::Duration,

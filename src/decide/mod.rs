@@ -450,11 +450,6 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             names(f.discovered)
         ));
     }
-    if f.cluster_seen {
-        return wait(
-            "a cluster answered earlier in this run and now nothing does (its members may be rebooting); never bootstrapping over it",
-        );
-    }
     if let Some(c) = f.unsettled.first() {
         return wait(format!(
             "{} ({}) was listed earlier in this run, is missing now and never vouched an empty data dir; a first bootstrap waits until it is listed again (restart the agent if it is gone for good)",
@@ -492,6 +487,11 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
                 awaited.push((c, reason));
             }
         }
+    }
+    if let Some(what) = f.cluster_seen {
+        return wait(format!(
+            "{what} earlier in this run, and no cluster answers now (its members may be rebooting, or its quorum is lost): never bootstrapping beside it"
+        ));
     }
     if let Some((_, first)) = awaited.first() {
         // The opt-in fallback for fleets whose agents cannot reach each other: a member that has

@@ -58,7 +58,7 @@ pub fn standing(
         Some(PeerAnswer::Forming { .. }) => return Standing::Forming,
         Some(PeerAnswer::Stalled { version }) => {
             return Standing::HasData(format!(
-                "{who} runs etcd {version} on its data without a leader: a cluster exists; never bootstrapping beside it"
+                "{who} runs etcd {version} on its data without a leader (its cluster is still starting, or has lost its quorum): never bootstrapping beside it"
             ));
         }
         Some(PeerAnswer::Answered(_)) => unreachable!("handled with the answering cluster"),

@@ -41,6 +41,12 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
     match client.cluster_version(&peer_url).await {
         Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
         Ok(v) if v == NOT_DECIDED => match client.peer_members(&peer_url).await {
+            // Members that published client URLs have run: this is a cluster restarted on its
+            // data that has not found its leader again (etcd 3.5 says `not_decided` then too),
+            // not a first bootstrap.
+            Ok(members) if members.iter().any(|m| m.has_started()) => PeerAnswer::Stalled {
+                version: NOT_DECIDED.into(),
+            },
             Ok(members) => PeerAnswer::Forming { members },
             Err(e) => PeerAnswer::Unknown {
                 reason: e.to_string(),

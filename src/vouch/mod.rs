@@ -56,7 +56,7 @@ impl Voucher {
                 if e.kind() == std::io::ErrorKind::AddrInUse {
                     format!(
                         "not vouching: {addr} is already in use{}; etcd will not be able to bind it either",
-                        port_user::describe(addr.port())
+                        port_user::describe(*addr)
                     )
                 } else {
                     format!("not vouching: cannot listen on {addr}: {e}")

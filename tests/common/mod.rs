@@ -13,6 +13,24 @@ use etcd_bootstrap::config::EtcdClientSettings;
 use etcd_bootstrap::decide::ClusterView;
 use etcd_bootstrap::etcd::EtcdClient;
 
+/// One test per etcd release for each `scenario => block of loopback addresses` (the block keeps
+/// concurrent scenarios apart). Use with `#[macro_use] mod common;` and `use common::*;`.
+#[allow(unused_macros)]
+macro_rules! on_both_releases {
+    ($($scenario:ident => $block:expr),* $(,)?) => {
+        $(mod $scenario {
+            #[test]
+            fn etcd_3_4() {
+                super::$scenario(super::etcd34(), $block)
+            }
+            #[test]
+            fn etcd_3_5() {
+                super::$scenario(super::etcd35(), $block)
+            }
+        })*
+    };
+}
+
 pub const AGENT: &str = env!("CARGO_BIN_EXE_etcd-bootstrap");
 
 /// An etcd release to test against.
@@ -102,9 +120,9 @@ pub struct Lab {
     pub hosts_file: Option<PathBuf>,
     /// Write `node.name` into each config (off: the provider must identify the machine).
     pub name_in_config: bool,
-    /// `cluster.bootstrap_settle` in each config: none by default, to keep tests fast; the
-    /// settle time has tests of its own.
-    pub bootstrap_settle: &'static str,
+    /// `cluster.bootstrap_settle` in each config: unset by default (the shipped default: a
+    /// first bootstrap needs every member's vouch); the opt-in fallback has tests of its own.
+    pub bootstrap_settle: Option<&'static str>,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -126,7 +144,7 @@ impl Lab {
             token: format!("t-{}", prefix.replace('.', "-")),
             hosts_file: None,
             name_in_config: true,
-            bootstrap_settle: "0s",
+            bootstrap_settle: None,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -183,8 +201,7 @@ impl Lab {
 size = {size}
 token = "{token}"
 data_dir = "{data}"
-bootstrap_settle = "{settle}"
-[output]
+{settle}[output]
 env_file = "{env}"
 [etcd_client]
 timeout = "1s"
@@ -201,7 +218,10 @@ max_interval = "1s"
                 String::new()
             },
             size = self.size,
-            settle = self.bootstrap_settle,
+            settle = self
+                .bootstrap_settle
+                .map(|v| format!("bootstrap_settle = \"{v}\"\n"))
+                .unwrap_or_default(),
             token = self.token,
             data = n.data_dir().display(),
             env = n.env_file().display(),
@@ -232,6 +252,31 @@ max_interval = "1s"
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Runs the agents of these machines at the same time, as machines booting together do (a
+    /// first bootstrap needs every member's agent to vouch), and insists each succeeded.
+    pub fn agents_ok_together(&self, machines: &[usize]) -> Vec<Output> {
+        std::thread::scope(|s| {
+            let runs: Vec<_> = machines
+                .iter()
+                .map(|&i| s.spawn(move || self.agent_ok(i)))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        })
+    }
+
+    /// Starts the agent without waiting for it (its output is collected by `wait_with_output`).
+    pub fn agent_spawn(&self, i: usize, args: &[&str]) -> std::process::Child {
+        Command::new(AGENT)
+            .arg("--config")
+            .arg(self.nodes[i].config())
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// Runs the agent and insists it succeeded.
@@ -391,6 +436,19 @@ impl Drop for Lab {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Three machines bootstrap a healthy cluster the ordinary way: their agents run together with
+/// shipped defaults, then their etcds start.
+pub fn formed(etcd: Etcd, block: u8) -> Lab {
+    let mut lab = Lab::new(etcd, block, 3, 3);
+    lab.configure_all();
+    lab.agents_ok_together(&[0, 1, 2]);
+    for i in 0..3 {
+        lab.start_etcd(i);
+    }
+    lab.wait_healthy(&[0, 1, 2], 3);
+    lab
 }
 
 pub fn dir_snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {

@@ -1,0 +1,285 @@
+//! A first bootstrap on positive evidence only, and whose data is on disk, against real etcd 3.4
+//! and 3.5: the agents vouch for their machines on the peer port, silence never counts, and data
+//! of another cluster (or the distribution package's default cluster) is named and left alone.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd_bootstrap::datadir;
+
+on_both_releases! {
+    replacements_never_bootstrap_while_the_survivor_reboots => 20,
+    data_of_another_cluster_is_refused => 21,
+    the_log_names_the_member_and_cluster_etcd_reports => 23,
+}
+
+/// The failure this product exists to prevent (issue 12): a formed cluster loses two machines
+/// with their disks, two replacements boot while the third machine, which kept the data,
+/// reboots. With shipped defaults the replacements wait for it however long it takes, and when it
+/// is back on its data (without a quorum: its two peers are gone) they fail loudly naming it.
+/// Never an empty cluster beside the data.
+fn replacements_never_bootstrap_while_the_survivor_reboots(etcd: Etcd, block: u8) {
+    let mut lab = formed(etcd, block);
+    for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+    let survivor_data = dir_snapshot(&lab.nodes[2].data_dir());
+    let net = lab.etcd.net;
+    let r1 = lab.add_node(&format!("127.{net}.{block}.4"));
+    let r2 = lab.add_node(&format!("127.{net}.{block}.5"));
+    for i in [2, r1, r2] {
+        lab.configure(i, &[2, r1, r2]);
+    }
+    let started = Instant::now();
+    let replacements: Vec<_> = [r1, r2]
+        .into_iter()
+        .map(|i| lab.agent_spawn(i, &["--timeout", "12s"]))
+        .collect();
+    // The survivor reboots for a while: silence all along.
+    std::thread::sleep(Duration::from_secs(5));
+    for i in [r1, r2] {
+        assert!(
+            !lab.nodes[i].env_file().exists(),
+            "{} decided on silence",
+            lab.nodes[i].name
+        );
+    }
+    // It is back: its agent restarts it on its data, without a quorum (its peers are gone).
+    let out = lab.agent_ok(2);
+    assert!(
+        stderr(&out).contains("restart-unreachable"),
+        "{}",
+        stderr(&out)
+    );
+    lab.start_etcd(2);
+    for r in replacements {
+        let out = r.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(69), "{err}");
+        let last = err
+            .lines()
+            .rfind(|l| l.contains("ERROR"))
+            .unwrap_or_default();
+        assert!(
+            last.contains("node-3 (127.") && last.contains("without a leader"),
+            "the failure names the survivor and its lost quorum: {last}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(12));
+    for i in [r1, r2] {
+        assert!(!lab.nodes[i].env_file().exists());
+    }
+    assert_eq!(
+        dir_snapshot(&lab.nodes[2].data_dir()),
+        survivor_data,
+        "the survivor's data is untouched"
+    );
+    assert_eq!(
+        lab.nodes[2].env_value("ETCD_INITIAL_CLUSTER_STATE"),
+        "existing"
+    );
+}
+
+/// A data dir whose log belongs to another cluster than the one answering is refused with both
+/// ids, whatever the URLs say, and left as it was.
+fn data_of_another_cluster_is_refused(etcd: Etcd, block: u8) {
+    let mut lab = formed(etcd.clone(), block);
+    let ours = lab.member_list(0).unwrap().cluster_id;
+    lab.stop_etcd(2);
+    // Another cluster's data: a one-member cluster formed elsewhere.
+    let mut other = Lab::new(etcd, block + 10, 1, 1);
+    other.configure_all();
+    other.agent_ok(0);
+    other.start_etcd(0);
+    let theirs = other.wait_healthy(&[0], 1).cluster_id;
+    other.stop_etcd(0);
+    let data = lab.nodes[2].data_dir();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(other.nodes[0].data_dir(), &data).unwrap();
+    let before = dir_snapshot(&data);
+    let env_before = lab.nodes[2].env();
+
+    let out = lab.agent(2, &[]);
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "holds data of cluster {theirs:x} (member {:x}), but the cluster answering is {ours:x}",
+            datadir::read_wal(&data.join("member/wal"))
+                .unwrap()
+                .member_id
+        )),
+        "{err}"
+    );
+    assert_eq!(dir_snapshot(&data), before, "data untouched");
+    assert_eq!(
+        lab.nodes[2].env(),
+        env_before,
+        "the previous env file untouched"
+    );
+}
+
+/// What the agent reads from the write-ahead log is what etcd itself reports: the member and
+/// cluster ids, the member set of the bootstrap, and a raft index that grows.
+fn the_log_names_the_member_and_cluster_etcd_reports(etcd: Etcd, block: u8) {
+    let mut lab = Lab::new(etcd, block, 1, 1);
+    lab.configure_all();
+    lab.agent_ok(0);
+    lab.start_etcd(0);
+    let view = lab.wait_healthy(&[0], 1);
+    lab.stop_etcd(0);
+    let wal = datadir::read_wal(&lab.nodes[0].data_dir().join("member/wal")).unwrap();
+    assert_eq!(wal.cluster_id, view.cluster_id);
+    assert_eq!(wal.member_id, view.members[0].id);
+    assert_eq!(wal.members.len(), 1);
+    assert_eq!(wal.members[0].name, lab.nodes[0].name);
+    assert_eq!(wal.members[0].peer_urls, [lab.nodes[0].peer_url()]);
+    assert!(wal.last_index >= 2, "{wal:?}");
+    assert!(!wal.is_distribution_default());
+
+    // `plan` shows it.
+    let out = lab.agent(0, &["plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "data dir: holds member {:x} of cluster {:x}",
+            wal.member_id, wal.cluster_id
+        )),
+        "{text}"
+    );
+}
+
+/// What `apt-get install etcd-server` leaves behind (etcd's defaults: member `default`, peer URL
+/// on localhost, a cluster of one) is recognised and named, with the command that clears it.
+#[test]
+fn the_distribution_default_data_dir_is_recognised() {
+    let lab = Lab::new(etcd34(), 24, 1, 1);
+    lab.configure_all();
+    let data = lab.nodes[0].data_dir();
+    // etcd as the package starts it, on ports of its own so no other test is disturbed.
+    let mut etcd = std::process::Command::new(&lab.etcd.bin)
+        .args([
+            "--name",
+            "default",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-peer-urls",
+            "http://127.0.0.1:23801",
+            "--initial-advertise-peer-urls",
+            "http://localhost:23801",
+            "--initial-cluster",
+            "default=http://localhost:23801",
+            "--listen-client-urls",
+            "http://127.0.0.1:23791",
+            "--advertise-client-urls",
+            "http://localhost:23791",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while datadir::read_wal(&data.join("member/wal")).is_none_or(|w| w.members.is_empty()) {
+        assert!(Instant::now() < deadline, "etcd wrote no log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    etcd.kill().unwrap();
+    etcd.wait().unwrap();
+    let before = dir_snapshot(&data);
+
+    let out = lab.agent(0, &[]);
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err.lines().rfind(|l| l.contains("ERROR")).unwrap();
+    assert!(
+        line.contains("the distribution's etcd package started on install (member \"default\", peer URL http://localhost:23801)")
+            && line.contains(&format!(
+                "Clear it with: systemctl stop etcd && mv {d} {d}.distribution-default",
+                d = data.display()
+            )),
+        "{line}"
+    );
+    assert_eq!(dir_snapshot(&data), before, "data untouched");
+    assert!(!lab.nodes[0].env_file().exists());
+}
+
+/// A member set that differs between two agents (their listings disagree) is named, and nothing
+/// is bootstrapped. The waiting agent's vouch is what its peers see, on its peer port.
+#[test]
+fn a_member_set_that_differs_is_named_and_the_vouch_is_readable() {
+    let lab = Lab::new(etcd34(), 25, 3, 2);
+    // node-1 lists itself with node-2; node-2 lists itself with node-3 (not running).
+    lab.configure(0, &[0, 1]);
+    lab.configure(1, &[1, 2]);
+    let lab = &lab;
+    let peer = lab.nodes[1].peer_url();
+    std::thread::scope(|s| {
+        let other = s.spawn(|| lab.agent(1, &["--timeout", "4s"]));
+        // The second agent's vouch, as its peers read it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let vouch: serde_json::Value = rt.block_on(async {
+            let url = format!("{peer}/etcd-bootstrap/v1/vouch");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                if let Ok(r) = reqwest::get(&url).await
+                    && let Ok(v) = r.json().await
+                {
+                    break v;
+                }
+                assert!(Instant::now() < deadline, "no vouch at {url}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert_eq!(vouch["name"], "node-2");
+        assert_eq!(vouch["cluster_token"], lab.token.as_str());
+        assert_eq!(vouch["data"]["state"], "empty");
+        assert_eq!(vouch["peer_urls"][0], peer.as_str());
+        assert_eq!(vouch["bootstrap"][1]["name"], "node-3");
+        assert!(
+            vouch["agent"]
+                .as_str()
+                .unwrap()
+                .starts_with("etcd-bootstrap/")
+        );
+
+        let out = lab.agent(0, &["--timeout", "3s"]);
+        assert_eq!(out.status.code(), Some(69));
+        let err = stderr(&out);
+        let line = err.lines().rfind(|l| l.contains("ERROR")).unwrap();
+        assert!(
+            line.contains(&format!(
+                "node-2 (127.10.25.2) would bootstrap a different member set (node-2={peer},node-3="
+            )),
+            "{line}"
+        );
+        assert_eq!(other.join().unwrap().status.code(), Some(69));
+    });
+    assert!(!lab.nodes[0].env_file().exists() && !lab.nodes[1].env_file().exists());
+}
+
+/// A peer port that something else holds (an etcd already running, a distribution's default
+/// etcd on all addresses): the agent says what holds it and does not vouch.
+#[test]
+fn a_taken_peer_port_is_named() {
+    let lab = Lab::new(etcd34(), 26, 2, 2);
+    lab.configure_all();
+    let holder = std::net::TcpListener::bind(format!("{}:2380", lab.nodes[0].ip)).unwrap();
+    let out = lab.agent(0, &["--timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(69));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "not vouching: {}:2380 is already in use by ",
+            lab.nodes[0].ip
+        )) && err.contains(&format!("(pid {})", std::process::id())),
+        "{err}"
+    );
+    drop(holder);
+}
