@@ -101,6 +101,8 @@ fn data_of_another_cluster_is_refused(etcd: Etcd, block: u8) {
     std::fs::rename(other.nodes[0].data_dir(), &data).unwrap();
     let before = dir_snapshot(&data);
     let env_before = lab.nodes[2].env();
+    // The other two keep a quorum; after a stop they may need a moment to elect a leader.
+    lab.wait_until_healthy(&[0, 1]);
 
     let out = lab.agent(2, &[]);
     assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
