@@ -24,8 +24,11 @@ use crate::notify;
 /// (not two) sees it over.
 const SETTLE_MARGIN: Duration = Duration::from_millis(100);
 
-/// How often a node ready to bootstrap asks its peers again while it waits for their word.
-const PEER_LOOK: Duration = Duration::from_millis(250);
+/// How often a node ready to bootstrap asks its peers again while it waits for their word: often
+/// at first, when machines booting together arrive, then every half second.
+const PEER_LOOK_FAST: Duration = Duration::from_millis(50);
+const PEER_LOOK: Duration = Duration::from_millis(500);
+const FAST_FOR: Duration = Duration::from_secs(5);
 
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
@@ -66,7 +69,8 @@ impl Observation {
 
     /// What this agent says of its machine to its peers, from this observation (`None` until it
     /// has found itself among the discovered machines).
-    pub fn vouch(&self, spec: &ClusterSpec, cluster_seen: bool) -> Option<Vouch> {
+    pub fn vouch(&self, spec: &ClusterSpec, memory: &RunMemory) -> Option<Vouch> {
+        let cluster_seen = memory.cluster_seen.is_some();
         let me = &self.candidates[self.me?];
         let data = match (&self.data, &self.wal) {
             (DataDir::Empty, _) => VouchedData::Empty,
@@ -88,6 +92,15 @@ impl Observation {
             set.sort();
             decide::bootstrap_set(&set)
         });
+        let mut heard: Vec<String> = memory
+            .vouched
+            .iter()
+            .filter(|(_, v)| {
+                v.data == VouchedData::Empty && bootstrap.is_some() && v.bootstrap == bootstrap
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        heard.sort();
         Some(Vouch {
             agent: concat!("etcd-bootstrap/", env!("CARGO_PKG_VERSION")).into(),
             name: me.name.to_string(),
@@ -95,6 +108,7 @@ impl Observation {
             cluster_token: spec.token.clone(),
             data,
             bootstrap,
+            heard,
         })
     }
 }
@@ -408,16 +422,22 @@ impl Agent {
         let mut backoff = Backoff::from_entropy(d.interval, d.max_interval);
         let mut memory = RunMemory::default();
         let mut last_reason = String::new();
+        let mut peer_look: Option<Observation> = None;
         loop {
             let mut settle_left = None;
             // Ready to bootstrap and waiting on the peers' word: what they said last.
             let mut watch: Option<Observation> = None;
-            let (waiting_for, wait_kind) = match self.observe().await {
+            let looked = match peer_look.take() {
+                // The peers said something new: decide on it with the same listing.
+                Some(obs) => Ok(obs),
+                None => self.observe().await,
+            };
+            let (waiting_for, wait_kind) = match looked {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
                     memory.observe(&obs);
-                    let vouch = obs.vouch(&self.settings.cluster, memory.cluster_seen.is_some());
+                    let vouch = obs.vouch(&self.settings.cluster, &memory);
                     let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
                     if let Some(v) = vouch {
                         let me =
@@ -516,27 +536,39 @@ impl Agent {
             .min(deadline - now);
             notify::waiting(&waiting_for, pause + Duration::from_secs(30));
             match watch {
-                Some(obs) => self.watch_peers(&obs, pause).await,
+                Some(obs) => {
+                    peer_look = self
+                        .watch_peers(&obs, pause)
+                        .await
+                        .map(|probes| Observation { probes, ..obs });
+                }
                 None => tokio::time::sleep(pause).await,
             }
         }
     }
 
-    /// Waits up to `pause`, asking the peers again every PEER_LOOK and returning as soon as one
-    /// says something new. The peers are on the cluster's own network and cheap to ask; the
-    /// listing (a cloud API with a rate limit) is asked again only when they did. So a machine
-    /// that vouches, or starts its etcd, late is seen within a quarter second, not at the next
-    /// backoff step (up to discovery.max_interval).
-    async fn watch_peers(&self, obs: &Observation, pause: Duration) {
-        let until = Instant::now() + pause;
+    /// Waits up to `pause`, asking the peers again (every 50 ms for 5 s, then every 500 ms) and
+    /// returning what they said as soon as one says something new. The peers are on the
+    /// cluster's own network and cheap to ask; the listing (a cloud API with a rate limit) is not
+    /// asked again for it. So a machine that vouches, or starts its etcd, late is seen at once,
+    /// not at the next backoff step (up to discovery.max_interval).
+    async fn watch_peers(&self, obs: &Observation, pause: Duration) -> Option<Vec<Probe>> {
+        let start = Instant::now();
+        let until = start + pause;
         loop {
             let now = Instant::now();
             if now >= until {
-                return;
+                return None;
             }
-            tokio::time::sleep(PEER_LOOK.min(until - now)).await;
-            if self.probe_peers(&obs.candidates, obs.me).await != obs.probes {
-                return;
+            let step = if now - start < FAST_FOR {
+                PEER_LOOK_FAST
+            } else {
+                PEER_LOOK
+            };
+            tokio::time::sleep(step.min(until - now)).await;
+            let probes = self.probe_peers(&obs.candidates, obs.me).await;
+            if probes != obs.probes {
+                return Some(probes);
             }
         }
     }

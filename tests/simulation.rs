@@ -483,8 +483,23 @@ impl World {
                         },
                     },
                     bootstrap: ready.then(|| decide::bootstrap_set(&set)),
+                    heard: Vec::new(),
                 }
             });
+            // Whom it has heard vouch for the same set (as the run loop computes it).
+            if let Some(v) = self.machines[i].vouch.as_mut() {
+                let mut heard: Vec<String> = vouched
+                    .iter()
+                    .filter(|(_, p)| {
+                        p.data == VouchedData::Empty
+                            && v.bootstrap.is_some()
+                            && p.bootstrap == v.bootstrap
+                    })
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                heard.sort();
+                v.heard = heard;
+            }
             let facts = Facts {
                 spec: &self.spec,
                 discovered: &listing,

@@ -52,7 +52,8 @@ fn agent_until_row(lab: &Lab, row: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "never row {row}: {err}\netcd on node 1: {}",
+            "never row {row}: {err}\netcd on node 0: {}\netcd on node 1: {}",
+            lab.etcd_log(0),
             lab.etcd_log(1)
         );
         std::thread::sleep(Duration::from_millis(300));

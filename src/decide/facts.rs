@@ -69,6 +69,11 @@ pub struct Vouch {
     /// them and seen no cluster; otherwise absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<Vec<BootstrapMember>>,
+    /// The peers whose vouch for that same set, with an empty data dir, this agent has heard in
+    /// this run (names, sorted). A node stops vouching and bootstraps only once every peer still
+    /// vouching has heard it, so none is left waiting for a vouch it never saw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heard: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -158,9 +163,10 @@ pub struct Facts<'a> {
     /// Machines listed earlier in this run, missing from this listing, that never vouched an
     /// empty data dir: a listing that misses a machine may be hiding its data.
     pub unsettled: &'a [Candidate],
-    /// The set every other member agreed to at the previous look, if they all did then. A
-    /// bootstrap needs two looks in a row to agree, so one listing that missed a machine with
-    /// data cannot decide alone.
+    /// The set this node would have bootstrapped at the previous look, when only a second look
+    /// was missing. Without a peer's vouch to cross-check the listing (a cluster of one, or
+    /// peers already forming), a bootstrap needs two looks in a row to agree, so one listing that
+    /// missed a machine with data cannot decide alone.
     pub agreed_before: Option<&'a [(MemberName, String)]>,
     /// What this machine's own log says, when its data dir holds a member.
     pub wal: Option<&'a crate::datadir::WalInfo>,

@@ -114,8 +114,8 @@ pub struct Outcome {
     /// limit (issue 7: 100 agents booting at once).
     #[serde(skip)]
     pub ends_in: Option<std::time::Duration>,
-    /// Every other member vouched for this set at this look: the next look bootstraps if it
-    /// agrees again (`Facts::agreed_before`).
+    /// Nothing is left to wait for but a second look (no peer's vouch cross-checked this
+    /// listing): the next look bootstraps if it agrees again (`Facts::agreed_before`).
     #[serde(skip)]
     pub agreed: Option<Vec<(MemberName, String)>>,
 }
@@ -459,6 +459,7 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let expected = discovered_cluster(f);
     let mut awaited: Vec<(&Candidate, String)> = Vec::new();
     let mut all_refusing = true;
+    let mut vouched_for_it = 0;
     for c in f.discovered.iter().filter(|c| c.name != me.name) {
         let answer = f
             .probes
@@ -479,8 +480,9 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
                 ));
             }
         }
-        match vouching::standing(f, c, &expected, answer) {
-            Standing::Agrees | Standing::Forming => {}
+        match vouching::standing(f, &me.name, c, &expected, answer) {
+            Standing::Agrees => vouched_for_it += 1,
+            Standing::Forming => {}
             Standing::HasData(reason) => return wait(reason),
             Standing::Awaited(reason) => {
                 all_refusing &= matches!(answer, Some(PeerAnswer::Refused));
@@ -543,12 +545,15 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
         };
         return wait(format!("{first}{more}"));
     }
-    if f.agreed_before != Some(expected.as_slice()) {
+    // Each vouch carries its machine's own listing (its set equals this one), so a listing that
+    // missed a machine would have to miss it everywhere at once. With no vouch to cross-check
+    // (a cluster of one, or peers already forming), a second look of this node's own does.
+    if vouched_for_it == 0 && f.agreed_before != Some(expected.as_slice()) {
         return Outcome {
             ends_in: Some(CONFIRM_AFTER),
             agreed: Some(expected),
             ..wait(format!(
-                "all {n} expected members are discovered and every other one vouched an empty data dir for this member set; confirming at one more look"
+                "all {n} expected members are discovered and none but this node has anything to say; confirming at one more look"
             ))
         };
     }
@@ -560,7 +565,7 @@ fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
         Row::Bootstrap,
         Decision::Start(plan),
         format!(
-            "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it), at two looks in a row: bootstrapping a new cluster"
+            "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it): bootstrapping a new cluster"
         ),
     )
 }

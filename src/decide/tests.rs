@@ -83,6 +83,10 @@ fn vouch(i: usize, n: usize) -> Vouch {
         cluster_token: "t".into(),
         data: VouchedData::Empty,
         bootstrap: Some(bootstrap_set(&set)),
+        heard: (0..n)
+            .filter(|&k| k != i)
+            .map(|k| cand(k).name.to_string())
+            .collect(),
     }
 }
 
@@ -901,8 +905,13 @@ fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
 }
 
 #[test]
-fn a_bootstrap_needs_two_looks_in_a_row_to_agree() {
+fn a_bootstrap_without_a_vouch_to_cross_check_needs_two_looks_in_a_row() {
+    // Peers' vouches carry their own listings: no second look is needed.
     let mut w = World::new(3, 3);
+    w.confirmed = false;
+    assert_eq!(w.decide().row, Row::Bootstrap);
+    // A cluster of one has nobody to vouch.
+    let mut w = World::new(1, 1);
     w.confirmed = false;
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait);
@@ -930,4 +939,21 @@ fn a_machine_listed_earlier_and_missing_now_blocks_a_bootstrap() {
         "{}",
         o.reason
     );
+}
+
+#[test]
+fn a_peer_still_vouching_must_have_heard_this_node_first() {
+    let mut v = vouch(2, 3);
+    v.heard.retain(|n| n != "etcd-0");
+    let w = World::new(3, 3).answer(2, PeerAnswer::Vouched(v.clone()));
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert_eq!(
+        o.reason,
+        "waiting for etcd-2 (10.0.0.12) to hear this node's vouch (it agrees to bootstrap this set)"
+    );
+    // Gone quiet after that vouch: it decided, so it had heard everyone it needed; its word holds.
+    let mut w = World::new(3, 3).answer(2, PeerAnswer::Refused);
+    w.vouched = vec![(cand(2).name, v)];
+    assert_eq!(w.decide().row, Row::Bootstrap);
 }

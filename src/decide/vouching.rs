@@ -7,7 +7,8 @@
 //! bootstrap. So a node bootstraps `new` only when every other expected member either vouched
 //! "empty, this token, this member set" in this run (and said nothing else since: going quiet
 //! afterwards is starting the etcd it vouched for), or is an etcd already bootstrapping exactly
-//! this set (`forming`).
+//! this set (`forming`). A peer still vouching must also have heard this node's vouch: then,
+//! once this node goes quiet to start etcd, that peer already holds its word.
 
 use super::facts::{BootstrapMember, Facts, PeerAnswer, Vouch, VouchedData};
 use crate::member::{Candidate, MemberName};
@@ -28,6 +29,7 @@ pub enum Standing {
 /// What `peer` said, judged against the set this node would bootstrap.
 pub fn standing(
     f: &Facts<'_>,
+    me: &MemberName,
     peer: &Candidate,
     expected: &[(MemberName, String)],
     answer: Option<&PeerAnswer>,
@@ -39,7 +41,17 @@ pub fn standing(
         .find(|(n, _)| *n == peer.name)
         .map(|(_, v)| v);
     let vouch = match answer {
-        Some(PeerAnswer::Vouched(v)) => v,
+        Some(PeerAnswer::Vouched(v)) => {
+            let standing = judge(f, &who, peer, expected, v);
+            // Still vouching: it must have heard this node before this node goes quiet, or it
+            // would wait for a vouch it never saw (nobody else can speak for this node).
+            if standing == Standing::Agrees && !v.heard.iter().any(|n| n == me.as_str()) {
+                return Standing::Awaited(format!(
+                    "waiting for {who} to hear this node's vouch (it agrees to bootstrap this set)"
+                ));
+            }
+            return standing;
+        }
         // Quiet after vouching: the peer is starting the etcd it vouched for.
         Some(PeerAnswer::Refused | PeerAnswer::Unknown { .. }) if earlier.is_some() => {
             earlier.expect("checked")
