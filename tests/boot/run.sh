@@ -61,7 +61,6 @@ container() { # name index tag size
 [cluster]
 size = $size
 token = "boot-test"
-bootstrap_settle = "2s"
 [discovery]
 provider = "digitalocean"
 timeout = "20s"
