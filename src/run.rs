@@ -437,13 +437,6 @@ impl Agent {
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
                     memory.observe(&obs);
-                    let vouch = obs.vouch(&self.settings.cluster, &memory);
-                    let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
-                    if let Some(v) = vouch {
-                        let me =
-                            &obs.candidates[obs.me.expect("a vouch implies this node is known")];
-                        voucher.offer(self, me, &v).await;
-                    }
                     let facts = obs.facts(&self.settings, &memory);
                     let dead_now = decide::dead_ids(&facts);
                     let (steps, outcome) = if dry_run {
@@ -503,6 +496,15 @@ impl Agent {
                             ));
                         }
                         Decision::Wait => {
+                            // Only while it waits does the agent speak for its machine: a node
+                            // that has decided lets its etcd have the peer port at once.
+                            let vouch = obs.vouch(&self.settings.cluster, &memory);
+                            let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
+                            if let Some(v) = vouch {
+                                let me = &obs.candidates
+                                    [obs.me.expect("a vouch implies this node is known")];
+                                voucher.offer(self, me, &v).await;
+                            }
                             settle_left = outcome.ends_in;
                             if ready && outcome.ends_in.is_none() {
                                 watch = Some(obs.clone());

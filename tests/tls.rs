@@ -1,7 +1,9 @@
-//! etcd with TLS on both ports (real etcd 3.4, a throwaway CA made with `openssl`): the agent
-//! writes the TLS settings into the env file, and its probes verify etcd against
-//! `etcd_client.ca_file` (showing `cert_file`), so a restart sees the cluster answer. Without that CA the same
-//! probe cannot verify etcd and must not count it as an answer.
+//! etcd with TLS on both ports and client certificates required on both (real etcd 3.4, a
+//! throwaway CA made with `openssl`): the agents vouch for each other over mutual TLS on the peer
+//! port and bootstrap with shipped defaults; they write the TLS settings into the env file, and
+//! their probes verify etcd against `etcd_client.ca_file` (showing `cert_file`), so a restart
+//! sees the cluster answer. Without that CA the same probe cannot verify etcd and must not count
+//! it as an answer.
 
 #[path = "../bench/src/tls.rs"]
 mod certs;
@@ -29,7 +31,8 @@ fn configure_tls(lab: &Lab, certs: &certs::Certs, trust_ca: bool) {
     }
     let tls = format!(
         "[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\ntrusted_ca_file = \"{ca}\"\n\
-         peer_cert_file = \"{cert}\"\npeer_key_file = \"{key}\"\npeer_trusted_ca_file = \"{ca}\"\n"
+         peer_cert_file = \"{cert}\"\npeer_key_file = \"{key}\"\npeer_trusted_ca_file = \"{ca}\"\n\
+         peer_client_cert_auth = true\n"
     );
     for n in &lab.nodes {
         let path = n.config();
@@ -97,6 +100,7 @@ fn a_tls_cluster_is_verified_with_its_own_ca() {
     for i in 0..3 {
         lab.start_etcd(i);
     }
+    lab.wait_listening(0);
 
     // The data dir now has a member: `restart` needs the peers to answer over verified TLS;
     // `restart-unreachable` is what a probe that cannot verify etcd would give.
@@ -114,4 +118,53 @@ fn a_tls_cluster_is_verified_with_its_own_ca() {
         lab.etcd_log(1).contains("ready to serve client requests"),
         "etcd was up all along"
     );
+}
+
+/// With `tls.peer_client_cert_auth`, only a member can read a member's vouch: a client with the
+/// peer CA's certificate gets it, one without a certificate is turned away in the handshake.
+#[test]
+fn the_vouch_over_mutual_tls_needs_a_member_certificate() {
+    let lab = Lab::new(etcd34(), 61, 2, 2);
+    let dir = lab.root.path().join("certs");
+    std::fs::create_dir(&dir).unwrap();
+    let ips: Vec<&str> = lab.nodes.iter().map(|n| n.ip.as_str()).collect();
+    let certs = certs::make(&dir, &[&ips[..], &["127.0.0.1"]].concat()).unwrap();
+    configure_tls(&lab, &certs, true);
+    let waiting = lab.agent_spawn(0, &["--timeout", "4s"]);
+    let url = format!("https://{}:2380/etcd-bootstrap/v1/vouch", lab.nodes[0].ip);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
+    let mut pem = std::fs::read(&certs.cert).unwrap();
+    pem.extend(std::fs::read(&certs.key).unwrap());
+    let member = reqwest::Client::builder()
+        .tls_certs_only([ca.clone()])
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let stranger = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let vouch: serde_json::Value = loop {
+            if let Ok(r) = member.get(&url).send().await {
+                break r.json().await.unwrap();
+            }
+            assert!(Instant::now() < deadline, "no vouch at {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(vouch["name"], lab.nodes[0].name.as_str());
+        assert_eq!(vouch["data"]["state"], "empty");
+        let refused = stranger.get(&url).send().await;
+        assert!(
+            refused.is_err(),
+            "answered a client without a certificate: {refused:?}"
+        );
+    });
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
 }

@@ -140,7 +140,13 @@ fn real_main() -> Result<(), String> {
     let total = started.elapsed();
 
     let header = report::header(&lab, &args.out, total, &root);
-    let notes = std::fs::read_to_string(root.join("bench/notes.md")).unwrap_or_default();
+    // Hand-run figures and notes: the cold build times (`bench/build.sh`, minutes long, so not
+    // part of this run) and the profiling notes.
+    let notes = ["bench/build.md", "bench/notes.md"]
+        .iter()
+        .map(|f| std::fs::read_to_string(root.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(&args.out, report.render(&header, &notes))
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
     eprintln!(

@@ -1,9 +1,10 @@
-//! Every parser of outside input: provider pages, etcd's gateway and peer-port JSON, and a
-//! configuration layer (TOML, then validation). None may panic, and a configuration error stays
-//! one line (it is printed as one).
+//! Every parser of outside input: provider pages (EC2's XML too), etcd's gateway and peer-port
+//! JSON, and a configuration layer (TOML, then validation). None may panic, and a configuration
+//! error stays one line (it is printed as one).
 #![no_main]
 
 use etcd_bootstrap::config::{Raw, Settings};
+use etcd_bootstrap::discovery::aws::ec2;
 use etcd_bootstrap::discovery::{digitalocean, hetzner};
 use etcd_bootstrap::etcd::wire;
 use libfuzzer_sys::fuzz_target;
@@ -12,11 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 5 {
+    match which % 7 {
         0 => drop(serde_json::from_slice::<digitalocean::Page>(body)),
         1 => drop(serde_json::from_slice::<hetzner::Page>(body)),
         2 => drop(serde_json::from_slice::<wire::MemberListResponse>(body)),
         3 => drop(serde_json::from_slice::<Vec<wire::Member>>(body)),
+        5 => drop(ec2::parse_page(body)),
+        6 => drop(ec2::parse_error(body)),
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
                 return;

@@ -3,8 +3,9 @@
 //! returns is validated and identified here, the same way for every provider.
 
 pub mod api;
+/// Public for the fuzz targets (`ec2::parse_page`).
 #[cfg(feature = "aws")]
-mod aws;
+pub mod aws;
 /// Public for the fuzz targets (`Page`).
 pub mod digitalocean;
 mod dns;

@@ -322,6 +322,18 @@ max_interval = "1s"
         n.proc = Some(child);
     }
 
+    /// Waits until node `i`'s etcd listens on its peer port. An agent run by hand while etcd is
+    /// starting would otherwise vouch on that port first and etcd could not bind it (in a boot,
+    /// systemd runs the agent before etcd, never beside it).
+    pub fn wait_listening(&self, i: usize) {
+        let addr = format!("{}:2380", self.nodes[i].ip);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "etcd on {addr} never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stop_etcd(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].proc.take() {
             let _ = c.kill();

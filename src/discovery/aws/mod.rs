@@ -10,7 +10,7 @@
 //! Tested end to end in `tests/aws.rs`, against a mock EC2 Query API and IMDSv2 on loopback
 //! (credentials come from the SDK's environment chain there, as they would on a build host).
 
-mod ec2;
+pub mod ec2;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
