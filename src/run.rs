@@ -30,6 +30,9 @@ const PEER_LOOK_FAST: Duration = Duration::from_millis(50);
 const PEER_LOOK: Duration = Duration::from_millis(500);
 const FAST_FOR: Duration = Duration::from_secs(5);
 
+/// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
+const QUICK_PROBE: Duration = Duration::from_millis(100);
+
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
 
@@ -275,6 +278,11 @@ impl Agent {
     }
 
     pub async fn observe(&self) -> Result<Observation, DiscoveryError> {
+        self.observe_with(&[]).await
+    }
+
+    /// `vouched`: peers that vouched earlier in this run, asked with a short timeout (below).
+    async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
         let listing = self.provider.list().await?;
         let candidates = discovery::validate(listing.candidates)?;
         let me = discovery::identify(
@@ -301,7 +309,7 @@ impl Agent {
                 message: f.message,
             })?;
 
-        let probes = self.probe_peers(&candidates, me).await;
+        let probes = self.probe_peers(&candidates, me, vouched).await;
         let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
         Ok(Observation {
             candidates,
@@ -313,8 +321,16 @@ impl Agent {
         })
     }
 
-    /// Probes every discovered machine but this one.
-    async fn probe_peers(&self, candidates: &[Candidate], me: Option<usize>) -> Vec<Probe> {
+    /// Probes every discovered machine but this one. A peer that vouched earlier in this run and
+    /// does not answer within QUICK_PROBE is starting the etcd it vouched for (a starting etcd
+    /// holds its ports before it serves them, for about a second): its silence is that, and
+    /// waiting out the full timeout for it would only delay the peers that start with it.
+    async fn probe_peers(
+        &self,
+        candidates: &[Candidate],
+        me: Option<usize>,
+        vouched: &[MemberName],
+    ) -> Vec<Probe> {
         // Peers are probed at once, but no more than PROBES_AT_ONCE in flight: a tag on 10,000
         // machines must not run the agent out of file descriptors (the unit's limit is 1,024),
         // nor hold 10,000 waiting tasks in memory (12 MB, BENCHMARKS.md).
@@ -332,8 +348,20 @@ impl Agent {
                     self.settings.cluster.clone(),
                     peer.clone(),
                 );
+                let quick = vouched.contains(&peer.name);
                 tasks.spawn(async move {
-                    let answer = crate::etcd::probe(&client, &spec, &peer).await;
+                    let probe = crate::etcd::probe(&client, &spec, &peer);
+                    let answer = if quick {
+                        tokio::time::timeout(QUICK_PROBE, probe)
+                            .await
+                            .unwrap_or_else(|_| PeerAnswer::Unknown {
+                                reason: format!(
+                                    "no answer within {QUICK_PROBE:?} after it vouched (its etcd is starting)"
+                                ),
+                            })
+                    } else {
+                        probe.await
+                    };
                     (
                         i,
                         Probe {
@@ -430,7 +458,11 @@ impl Agent {
             let looked = match peer_look.take() {
                 // The peers said something new: decide on it with the same listing.
                 Some(obs) => Ok(obs),
-                None => self.observe().await,
+                None => {
+                    let vouched: Vec<MemberName> =
+                        memory.vouched.iter().map(|(n, _)| n.clone()).collect();
+                    self.observe_with(&vouched).await
+                }
             };
             let (waiting_for, wait_kind) = match looked {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
@@ -540,7 +572,7 @@ impl Agent {
             match watch {
                 Some(obs) => {
                     peer_look = self
-                        .watch_peers(&obs, pause)
+                        .watch_peers(&obs, &memory, pause)
                         .await
                         .map(|probes| Observation { probes, ..obs });
                 }
@@ -554,7 +586,12 @@ impl Agent {
     /// cluster's own network and cheap to ask; the listing (a cloud API with a rate limit) is not
     /// asked again for it. So a machine that vouches, or starts its etcd, late is seen at once,
     /// not at the next backoff step (up to discovery.max_interval).
-    async fn watch_peers(&self, obs: &Observation, pause: Duration) -> Option<Vec<Probe>> {
+    async fn watch_peers(
+        &self,
+        obs: &Observation,
+        memory: &RunMemory,
+        pause: Duration,
+    ) -> Option<Vec<Probe>> {
         let start = Instant::now();
         let until = start + pause;
         loop {
@@ -568,7 +605,8 @@ impl Agent {
                 PEER_LOOK
             };
             tokio::time::sleep(step.min(until - now)).await;
-            let probes = self.probe_peers(&obs.candidates, obs.me).await;
+            let vouched: Vec<MemberName> = memory.vouched.iter().map(|(n, _)| n.clone()).collect();
+            let probes = self.probe_peers(&obs.candidates, obs.me, &vouched).await;
             if probes != obs.probes {
                 return Some(probes);
             }

@@ -282,6 +282,29 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
         .find(|m| m.peer_urls.iter().any(|u| u == my_url))
     {
         if !m.has_started() {
+            // An initial member of this very bootstrap that has not started yet (the cluster is
+            // exactly the set this node would bootstrap): it starts as the static bootstrap
+            // intends, with `new` and the same initial cluster, which gives the same cluster and
+            // member ids. With `existing`, two such late members starting together each wait
+            // for the other's peer port to answer before serving their own, for good (seen with
+            // five members on etcd 3.4).
+            let expected = discovered_cluster(f);
+            if f.data == DataDir::Empty
+                && f.discovered.len() == f.spec.size
+                && same_set(&forming_cluster(&view.members), &expected)
+            {
+                return outcome(
+                    Row::Bootstrap,
+                    Decision::Start(StartPlan {
+                        state: ClusterState::New,
+                        initial_cluster: expected,
+                    }),
+                    format!(
+                        "cluster {:x} is the bootstrap of exactly this member set, and this node's initial member {:x} has not started yet: starting with it as the static bootstrap intends",
+                        view.cluster_id, m.id
+                    ),
+                );
+            }
             if !settled(f) {
                 return wait(
                     "the cluster has not settled its version yet, and etcd refuses to join such a cluster; waiting a few seconds",

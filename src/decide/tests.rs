@@ -575,16 +575,34 @@ fn waits_for_the_cluster_version_to_settle_before_joining() {
 }
 
 #[test]
-fn a_bootstrap_member_that_never_started_is_reused() {
+fn a_bootstrap_member_that_never_started_joins_its_bootstrap_as_new() {
     // The cluster formed from etcd-1 and etcd-2; etcd-0 was in the initial set but never ran.
     let never = EtcdMember {
         client_urls: vec![],
         ..member(0)
     };
     let o = World::new(3, 3)
-        .all_answer(view(vec![never, member(1), member(2)]))
+        .all_answer(view(vec![never.clone(), member(1), member(2)]))
         .decide();
-    assert_eq!(o.row, Row::Reuse);
+    assert_eq!(o.row, Row::Bootstrap, "{}", o.reason);
+    let plan = start(&o);
+    assert_eq!(
+        plan.state,
+        ClusterState::New,
+        "as etcd's static bootstrap intends"
+    );
+    assert_eq!(
+        ic(plan),
+        "etcd-0=http://10.0.0.10:2380,etcd-1=http://10.0.0.11:2380,etcd-2=http://10.0.0.12:2380"
+    );
+    // Once the membership differs from the set this node would bootstrap (a member replaced),
+    // its unstarted member is reused with `existing`.
+    let mut replaced = member(2);
+    replaced.peer_urls = vec!["http://10.0.0.99:2380".into()];
+    let o = World::new(3, 3)
+        .all_answer(view(vec![never, member(1), replaced]))
+        .decide();
+    assert_eq!(o.row, Row::Reuse, "{}", o.reason);
 }
 
 #[test]
