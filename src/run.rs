@@ -33,6 +33,9 @@ const FAST_FOR: Duration = Duration::from_secs(5);
 /// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
 const QUICK_PROBE: Duration = Duration::from_millis(100);
 
+/// The largest listing whose machines a run remembers (see `RunMemory::observe`).
+const LISTING_MEMORY: usize = 64;
+
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
 
@@ -164,8 +167,13 @@ impl RunMemory {
             }
         }
         let key = |c: &Candidate| format!("{}={}", c.name, c.host);
-        for c in &obs.candidates {
-            self.ever_listed.insert(key(c), c.clone());
+        // Only listings a bootstrap could come from are remembered (a cluster has at most 9
+        // members): a tag on 10,000 machines is "more than cluster.size" at every look anyway,
+        // and remembering it would cost megabytes.
+        if obs.candidates.len() <= LISTING_MEMORY {
+            for c in &obs.candidates {
+                self.ever_listed.insert(key(c), c.clone());
+            }
         }
         let listed: std::collections::HashSet<String> = obs.candidates.iter().map(key).collect();
         self.unsettled = self
@@ -415,8 +423,18 @@ impl Agent {
             .observe()
             .await
             .map_err(|e| Failure::new(e.kind, e.message))?;
-        let mut memory = RunMemory::default();
-        memory.observe(&obs);
+        // One look: the only memory a plan needs is what the peers vouched in it.
+        let mut memory = RunMemory {
+            vouched: obs
+                .probes
+                .iter()
+                .filter_map(|p| match &p.answer {
+                    PeerAnswer::Vouched(v) => Some((p.peer.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            ..RunMemory::default()
+        };
         // A run would confirm dead members at its next look; the plan assumes they stay dead.
         memory.dead_before = decide::dead_ids(&obs.facts(&self.settings, &memory));
         let mut facts = obs.facts(&self.settings, &memory);
