@@ -27,7 +27,6 @@ pub use facts::{
     BootstrapMember, ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
 };
 pub use simulate::simulate;
-use vouching::Standing;
 pub use vouching::bootstrap_set;
 
 use serde::Serialize;
@@ -214,7 +213,7 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
             )
         }
         (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
-        (DataDir::Empty, None) => decide_without_cluster(f, me),
+        (DataDir::Empty, None) => vouching::decide_without_cluster(f, me),
     }
 }
 
@@ -455,140 +454,6 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
             view.cluster_id,
             view.members.len(),
             if learner { " as a learner" } else { "" }
-        ),
-    )
-}
-
-fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
-    let n = f.discovered.len();
-    if n != f.spec.size {
-        let what = if n < f.spec.size {
-            "waiting for"
-        } else {
-            "found more than the"
-        };
-        return wait(format!(
-            "{what} {} members, found {n}: {}",
-            f.spec.size,
-            names(f.discovered)
-        ));
-    }
-    if let Some(c) = f.unsettled.first() {
-        return wait(format!(
-            "{} ({}) was listed earlier in this run, is missing now and never vouched an empty data dir; a first bootstrap waits until it is listed again (restart the agent if it is gone for good)",
-            c.name, c.host
-        ));
-    }
-    let expected = discovered_cluster(f);
-    let mut awaited: Vec<(&Candidate, String)> = Vec::new();
-    let mut all_refusing = true;
-    let mut vouched_for_it = 0;
-    for c in f.discovered.iter().filter(|c| c.name != me.name) {
-        let answer = f
-            .probes
-            .iter()
-            .find(|p| p.peer == c.name)
-            .map(|p| &p.answer);
-        if let Some(PeerAnswer::Forming { members }) = answer {
-            let theirs = forming_cluster(members);
-            if !same_set(&theirs, &expected) {
-                return wait(format!(
-                    "{} is bootstrapping a different member set ({}); waiting until discovery agrees",
-                    c.name,
-                    theirs
-                        .iter()
-                        .map(|(n, u)| format!("{n}={u}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ));
-            }
-        }
-        match vouching::standing(f, &me.name, c, &expected, answer) {
-            Standing::Agrees => vouched_for_it += 1,
-            Standing::Forming => {}
-            Standing::HasData(reason) => return wait(reason),
-            Standing::Awaited(reason) => {
-                all_refusing &= matches!(answer, Some(PeerAnswer::Refused));
-                awaited.push((c, reason));
-            }
-        }
-    }
-    if let Some(what) = f.cluster_seen {
-        return wait(format!(
-            "{what} earlier in this run, and no cluster answers now (its members may be rebooting, or its quorum is lost): never bootstrapping beside it"
-        ));
-    }
-    if let Some((_, first)) = awaited.first() {
-        // The opt-in fallback for fleets whose agents cannot reach each other: a member that has
-        // refused connections for the whole settle counts as empty. Wrong for a member with data
-        // that reboots for longer (docs/decisions.md), hence off unless configured.
-        match f.spec.bootstrap_settle {
-            Some(settle) if all_refusing && f.quiet_for >= settle => {
-                let plan = StartPlan {
-                    state: ClusterState::New,
-                    initial_cluster: expected,
-                };
-                return outcome(
-                    Row::Bootstrap,
-                    Decision::Start(plan),
-                    format!(
-                        "all {n} expected members are discovered and {} stayed silent for cluster.bootstrap_settle ({}s): bootstrapping a new cluster on the settle fallback, without their vouch",
-                        awaited
-                            .iter()
-                            .map(|(c, _)| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        settle.as_secs_f32()
-                    ),
-                );
-            }
-            Some(settle) if all_refusing => {
-                let left = settle - f.quiet_for;
-                return Outcome {
-                    ends_in: Some(left),
-                    ..wait(format!(
-                        "{first}; or silence for {}s more (cluster.bootstrap_settle)",
-                        left.as_secs_f32().ceil()
-                    ))
-                };
-            }
-            _ => {}
-        }
-        let more = match awaited.len() {
-            1 => String::new(),
-            k => format!(
-                "; {} more awaited: {}",
-                k - 1,
-                awaited[1..]
-                    .iter()
-                    .map(|(c, _)| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        return wait(format!("{first}{more}"));
-    }
-    // Each vouch carries its machine's own listing (its set equals this one), so a listing that
-    // missed a machine would have to miss it everywhere at once. With no vouch to cross-check
-    // (a cluster of one, or peers already forming), a second look of this node's own does.
-    if vouched_for_it == 0 && f.agreed_before != Some(expected.as_slice()) {
-        return Outcome {
-            ends_in: Some(CONFIRM_AFTER),
-            agreed: Some(expected),
-            ..wait(format!(
-                "all {n} expected members are discovered and none but this node has anything to say; confirming at one more look"
-            ))
-        };
-    }
-    let plan = StartPlan {
-        state: ClusterState::New,
-        initial_cluster: expected,
-    };
-    outcome(
-        Row::Bootstrap,
-        Decision::Start(plan),
-        format!(
-            "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it): bootstrapping a new cluster"
         ),
     )
 }

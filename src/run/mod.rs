@@ -6,12 +6,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::config::{ClusterSpec, Settings};
-use crate::datadir::{self, WalInfo};
-use crate::decide::{
-    self, Action, DataDir, Decision, Facts, Outcome, PeerAnswer, Probe, StartPlan, Vouch,
-    VouchedData,
-};
+use crate::config::Settings;
+use crate::datadir;
+use crate::decide::{self, Action, Decision, Outcome, PeerAnswer, Probe, StartPlan};
 use crate::discovery::{self, AnyProvider, Discover, DiscoveryError, LocalMachine};
 use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
@@ -19,6 +16,12 @@ use crate::etcd::{CallError, EtcdClient};
 use crate::http::AddressBook;
 use crate::member::{Candidate, MemberName, Scheme};
 use crate::notify;
+
+mod memory;
+mod voucher_slot;
+
+pub use memory::{Observation, RunMemory};
+use voucher_slot::VoucherSlot;
 
 /// Looking again this long after the settle would end, not at the very instant, so that one look
 /// (not two) sees it over.
@@ -33,223 +36,8 @@ const FAST_FOR: Duration = Duration::from_secs(5);
 /// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
 const QUICK_PROBE: Duration = Duration::from_millis(100);
 
-/// The largest listing whose machines a run remembers (see `RunMemory::observe`).
-const LISTING_MEMORY: usize = 64;
-
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
-
-/// One look at the world.
-#[derive(Debug, Clone)]
-pub struct Observation {
-    pub candidates: Vec<Candidate>,
-    pub me: Option<usize>,
-    pub data: DataDir,
-    /// What this machine's log says, when it holds a member.
-    pub wal: Option<WalInfo>,
-    pub probes: Vec<Probe>,
-    /// Members no discovered machine owns that answered on their own client URL.
-    pub undiscovered_alive: Vec<u64>,
-}
-
-impl Observation {
-    pub fn facts<'a>(&'a self, settings: &'a Settings, memory: &'a RunMemory) -> Facts<'a> {
-        Facts {
-            spec: &settings.cluster,
-            discovered: &self.candidates,
-            me: self.me.map(|i| &self.candidates[i]),
-            data: self.data,
-            probes: &self.probes,
-            removed_this_run: memory.removed,
-            cluster_seen: memory.cluster_seen.as_deref(),
-            quiet_for: memory
-                .quiet_for(self, settings.cluster.bootstrap_settle.unwrap_or_default()),
-            vouched: &memory.vouched,
-            unsettled: &memory.unsettled,
-            agreed_before: memory.agreed.as_deref(),
-            wal: self.wal.as_ref(),
-            undiscovered_alive: &self.undiscovered_alive,
-            dead_before: &memory.dead_before,
-        }
-    }
-
-    /// What this agent says of its machine to its peers, from this observation (`None` until it
-    /// has found itself among the discovered machines).
-    pub fn vouch(&self, spec: &ClusterSpec, memory: &RunMemory) -> Option<Vouch> {
-        let cluster_seen = memory.cluster_seen.is_some();
-        let me = &self.candidates[self.me?];
-        let data = match (&self.data, &self.wal) {
-            (DataDir::Empty, _) => VouchedData::Empty,
-            (DataDir::HasMember, Some(w)) => VouchedData::Member {
-                cluster_id: format!("{:x}", w.cluster_id),
-                member_id: format!("{:x}", w.member_id),
-                last_index: w.last_index,
-            },
-            (DataDir::HasMember, None) => VouchedData::Unreadable,
-        };
-        let ready =
-            self.data == DataDir::Empty && !cluster_seen && self.candidates.len() == spec.size;
-        let bootstrap = ready.then(|| {
-            let mut set: Vec<_> = self
-                .candidates
-                .iter()
-                .map(|c| (c.name.clone(), spec.peer_url(&c.host)))
-                .collect();
-            set.sort();
-            decide::bootstrap_set(&set)
-        });
-        let mut heard: Vec<String> = memory
-            .vouched
-            .iter()
-            .filter(|(_, v)| {
-                v.data == VouchedData::Empty && bootstrap.is_some() && v.bootstrap == bootstrap
-            })
-            .map(|(n, _)| n.to_string())
-            .collect();
-        heard.sort();
-        Some(Vouch {
-            agent: concat!("etcd-bootstrap/", env!("CARGO_PKG_VERSION")).into(),
-            name: me.name.to_string(),
-            peer_urls: vec![spec.peer_url(&me.host)],
-            cluster_token: spec.token.clone(),
-            data,
-            bootstrap,
-            heard,
-        })
-    }
-}
-
-/// What one run remembers between observations.
-#[derive(Default)]
-pub struct RunMemory {
-    /// Dead members removed so far (at most one per run).
-    pub removed: usize,
-    /// A peer showed a cluster at some point of this run.
-    pub cluster_seen: Option<String>,
-    /// Since when each peer has refused connections (or been bootstrapping) without a break.
-    /// Kept across listings that miss a peer: only an answer from the peer itself resets it.
-    refusing_since: std::collections::HashMap<String, Instant>,
-    /// The first observation of this run.
-    started: Option<Instant>,
-    /// When each peer was last listed.
-    last_listed: std::collections::HashMap<String, Instant>,
-    /// Members that looked dead at the previous observation.
-    pub dead_before: Vec<u64>,
-    /// The last vouch of each peer still at the address it vouched from.
-    pub vouched: Vec<(MemberName, Vouch)>,
-    /// The last vouch of each peer in this run, by peer (name and address).
-    vouches: std::collections::HashMap<String, (MemberName, Vouch)>,
-    /// Every machine listed in this run, by name and address.
-    ever_listed: std::collections::HashMap<String, Candidate>,
-    /// Of those, the ones missing now that never vouched an empty data dir.
-    pub unsettled: Vec<Candidate>,
-    /// The set every other member agreed to at the previous look (`Outcome::agreed`).
-    pub agreed: Option<Vec<(MemberName, String)>>,
-}
-
-impl RunMemory {
-    pub fn observe(&mut self, obs: &Observation) {
-        if self.cluster_seen.is_none() {
-            self.cluster_seen = obs.probes.iter().find_map(|p| {
-                let what = p.answer.cluster_evidence()?;
-                Some(format!("{} ({}) {what}", p.peer, peer_host(obs, p)))
-            });
-        }
-        let now = Instant::now();
-        self.started.get_or_insert(now);
-        for p in &obs.probes {
-            self.last_listed.insert(peer_key(obs, p), now);
-        }
-        for p in &obs.probes {
-            if let PeerAnswer::Vouched(v) = &p.answer {
-                self.vouches
-                    .insert(peer_key(obs, p), (p.peer.clone(), v.clone()));
-            }
-        }
-        let key = |c: &Candidate| format!("{}={}", c.name, c.host);
-        // Only listings a bootstrap could come from are remembered (a cluster has at most 9
-        // members): a tag on 10,000 machines is "more than cluster.size" at every look anyway,
-        // and remembering it would cost megabytes.
-        if obs.candidates.len() <= LISTING_MEMORY {
-            for c in &obs.candidates {
-                self.ever_listed.insert(key(c), c.clone());
-            }
-        }
-        let listed: std::collections::HashSet<String> = obs.candidates.iter().map(key).collect();
-        self.unsettled = self
-            .ever_listed
-            .iter()
-            .filter(|(k, _)| !listed.contains(*k))
-            .filter(|(k, _)| {
-                !self
-                    .vouches
-                    .get(*k)
-                    .is_some_and(|(_, v)| v.data == VouchedData::Empty)
-            })
-            .map(|(_, c)| c.clone())
-            .collect();
-        self.unsettled.sort_by(|a, b| a.name.cmp(&b.name));
-        // A replacement that reuses a name is another peer: only vouches from the address each
-        // peer has now count.
-        self.vouched = obs
-            .probes
-            .iter()
-            .filter_map(|p| self.vouches.get(&peer_key(obs, p)).cloned())
-            .collect();
-        for p in &obs.probes {
-            let key = peer_key(obs, p);
-            // No etcd runs there (a waiting agent's vouch is no etcd either): the quiet the opt-in
-            // settle measures.
-            if matches!(
-                p.answer,
-                PeerAnswer::Refused | PeerAnswer::Forming { .. } | PeerAnswer::Vouched(_)
-            ) {
-                self.refusing_since.entry(key).or_insert(now);
-            } else {
-                self.refusing_since.remove(&key);
-            }
-        }
-    }
-
-    /// How long every peer of this observation has been quiet: the shortest of their quiets.
-    /// With no peer listed (a one-member cluster, or a listing that missed the others), how long
-    /// this run has been looking.
-    fn quiet_for(&self, obs: &Observation, settle: Duration) -> Duration {
-        // A peer listed within the settle time but missing now: the listing is not settled
-        // (eventually consistent listings miss machines), so this is no quiet at all.
-        let listed: Vec<String> = obs.probes.iter().map(|p| peer_key(obs, p)).collect();
-        if self
-            .last_listed
-            .iter()
-            .any(|(k, t)| t.elapsed() < settle && !listed.contains(k))
-        {
-            return Duration::ZERO;
-        }
-        let run = self.started.map_or(Duration::ZERO, |s| s.elapsed());
-        obs.probes
-            .iter()
-            .map(|p| {
-                self.refusing_since
-                    .get(&peer_key(obs, p))
-                    .map_or(Duration::ZERO, Instant::elapsed)
-            })
-            .min()
-            .unwrap_or(run)
-    }
-}
-
-/// A peer is its name and address: a replacement with a reused name is another peer.
-fn peer_key(obs: &Observation, p: &Probe) -> String {
-    format!("{}={}", p.peer, peer_host(obs, p))
-}
-
-fn peer_host(obs: &Observation, p: &Probe) -> String {
-    obs.candidates
-        .iter()
-        .find(|c| c.name == p.peer)
-        .map(|c| c.host.to_string())
-        .unwrap_or_default()
-}
 
 pub struct Agent {
     pub settings: Settings,
@@ -424,17 +212,7 @@ impl Agent {
             .await
             .map_err(|e| Failure::new(e.kind, e.message))?;
         // One look: the only memory a plan needs is what the peers vouched in it.
-        let mut memory = RunMemory {
-            vouched: obs
-                .probes
-                .iter()
-                .filter_map(|p| match &p.answer {
-                    PeerAnswer::Vouched(v) => Some((p.peer.clone(), v.clone())),
-                    _ => None,
-                })
-                .collect(),
-            ..RunMemory::default()
-        };
+        let mut memory = RunMemory::of_one_look(&obs);
         // A run would confirm dead members at its next look; the plan assumes they stay dead.
         memory.dead_before = decide::dead_ids(&obs.facts(&self.settings, &memory));
         let mut facts = obs.facts(&self.settings, &memory);
@@ -701,81 +479,6 @@ impl Agent {
             }
         }
         Err(last)
-    }
-}
-
-/// The vouch endpoint of one run: started at the first observation that identifies this node,
-/// given each new observation's vouch, stopped before the env file is written.
-struct VoucherSlot {
-    enabled: bool,
-    running: Option<crate::vouch::Voucher>,
-    /// The last reason it could not start, said once.
-    refused: Option<String>,
-}
-
-impl VoucherSlot {
-    fn new(enabled: bool) -> Self {
-        VoucherSlot {
-            enabled,
-            running: None,
-            refused: None,
-        }
-    }
-
-    async fn offer(&mut self, agent: &Agent, me: &Candidate, vouch: &Vouch) {
-        if !self.enabled {
-            return;
-        }
-        if let Some(v) = &self.running {
-            v.update(vouch);
-            return;
-        }
-        let spec = &agent.settings.cluster;
-        let addresses: Vec<std::net::SocketAddr> =
-            envfile::listen_hosts(&me.host, &agent.addresses.get(&me.host.to_string()))
-                .into_iter()
-                .filter_map(|h| match h {
-                    crate::member::Host::Ip(ip) => Some((ip, spec.peer_port).into()),
-                    crate::member::Host::Dns(_) => None,
-                })
-                .collect();
-        let https = spec.peer_scheme == Scheme::Https;
-        match crate::vouch::Voucher::start(&addresses, https, &agent.settings.tls, vouch).await {
-            Ok(v) => {
-                tracing::info!(
-                    "vouching for this machine on {} (data dir {})",
-                    v.addresses
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    match &vouch.data {
-                        VouchedData::Empty => "empty".to_owned(),
-                        VouchedData::Member {
-                            cluster_id,
-                            member_id,
-                            ..
-                        } => format!("member {member_id} of cluster {cluster_id}"),
-                        VouchedData::Unreadable => "unreadable".to_owned(),
-                    }
-                );
-                self.running = Some(v);
-                self.refused = None;
-            }
-            Err(e) => {
-                if self.refused.as_deref() != Some(e.as_str()) {
-                    tracing::warn!("{e}");
-                    notify::status(&e);
-                    self.refused = Some(e);
-                }
-            }
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(v) = self.running.take() {
-            v.stop().await;
-        }
     }
 }
 

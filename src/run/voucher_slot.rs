@@ -1,0 +1,83 @@
+//! The vouch endpoint's place in a run: started when the agent first waits, given each new
+//! vouch, stopped before the env file is written (so etcd can bind the peer port).
+
+use super::Agent;
+use crate::decide::{Vouch, VouchedData};
+use crate::envfile;
+use crate::member::{Candidate, Scheme};
+use crate::notify;
+
+/// The vouch endpoint of one run: started at the first observation that identifies this node,
+/// given each new observation's vouch, stopped before the env file is written.
+pub struct VoucherSlot {
+    enabled: bool,
+    running: Option<crate::vouch::Voucher>,
+    /// The last reason it could not start, said once.
+    refused: Option<String>,
+}
+
+impl VoucherSlot {
+    pub fn new(enabled: bool) -> Self {
+        VoucherSlot {
+            enabled,
+            running: None,
+            refused: None,
+        }
+    }
+
+    pub async fn offer(&mut self, agent: &Agent, me: &Candidate, vouch: &Vouch) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(v) = &self.running {
+            v.update(vouch);
+            return;
+        }
+        let spec = &agent.settings.cluster;
+        let addresses: Vec<std::net::SocketAddr> =
+            envfile::listen_hosts(&me.host, &agent.addresses.get(&me.host.to_string()))
+                .into_iter()
+                .filter_map(|h| match h {
+                    crate::member::Host::Ip(ip) => Some((ip, spec.peer_port).into()),
+                    crate::member::Host::Dns(_) => None,
+                })
+                .collect();
+        let https = spec.peer_scheme == Scheme::Https;
+        match crate::vouch::Voucher::start(&addresses, https, &agent.settings.tls, vouch).await {
+            Ok(v) => {
+                tracing::info!(
+                    "vouching for this machine on {} (data dir {})",
+                    v.addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    match &vouch.data {
+                        VouchedData::Empty => "empty".to_owned(),
+                        VouchedData::Member {
+                            cluster_id,
+                            member_id,
+                            ..
+                        } => format!("member {member_id} of cluster {cluster_id}"),
+                        VouchedData::Unreadable => "unreadable".to_owned(),
+                    }
+                );
+                self.running = Some(v);
+                self.refused = None;
+            }
+            Err(e) => {
+                if self.refused.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("{e}");
+                    notify::status(&e);
+                    self.refused = Some(e);
+                }
+            }
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(v) = self.running.take() {
+            v.stop().await;
+        }
+    }
+}
