@@ -148,9 +148,13 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     outcome(
         Row::Bootstrap,
         Decision::Start(plan),
-        format!(
-            "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it): bootstrapping a new cluster"
-        ),
+        if n == 1 {
+            "a cluster of one: this node is its only member and its data dir is empty, at two looks in a row: bootstrapping a new cluster".to_owned()
+        } else {
+            format!(
+                "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it): bootstrapping a new cluster"
+            )
+        },
     )
 }
 

@@ -102,8 +102,14 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            continue;
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin on it.
+                tracing::debug!("vouch endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let body = body.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let tls = tls.clone();
