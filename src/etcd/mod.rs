@@ -198,12 +198,7 @@ impl EtcdClient {
             health: String,
         }
         let url = format!("{endpoint}/health");
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| classify(&url, &e))?;
+        let resp = self.send_get(&url).await?;
         let status = resp.status();
         let body = read_limited(resp, MAX_BODY)
             .await
@@ -224,12 +219,7 @@ impl EtcdClient {
     /// as etcd's own peer port does for that path.
     pub async fn vouch(&self, peer_url: &str) -> Result<Option<Vouch>, CallError> {
         let url = format!("{peer_url}{}", crate::vouch::PATH);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| classify(&url, &e))?;
+        let resp = self.send_get(&url).await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -260,13 +250,16 @@ impl EtcdClient {
 
     async fn get<T: DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, CallError> {
         let url = format!("{base}{path}");
-        let resp = self
-            .http
-            .get(&url)
+        let resp = self.send_get(&url).await?;
+        decode(&url, resp).await
+    }
+
+    async fn send_get(&self, url: &str) -> Result<reqwest::Response, CallError> {
+        self.http
+            .get(url)
             .send()
             .await
-            .map_err(|e| classify(&url, &e))?;
-        decode(&url, resp).await
+            .map_err(|e| classify(url, &e))
     }
 }
 
