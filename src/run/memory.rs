@@ -1,6 +1,7 @@
 //! What one look at the world saw (`Observation`), and what a run remembers between looks
 //! (`RunMemory`): peers' quiet and vouches, machines listed, dead members, a cluster seen.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::config::{ClusterSpec, Settings};
@@ -100,19 +101,19 @@ pub struct RunMemory {
     pub cluster_seen: Option<String>,
     /// Since when each peer has refused connections (or been bootstrapping) without a break.
     /// Kept across listings that miss a peer: only an answer from the peer itself resets it.
-    refusing_since: std::collections::HashMap<String, Instant>,
+    refusing_since: HashMap<String, Instant>,
     /// The first observation of this run.
     started: Option<Instant>,
     /// When each peer was last listed.
-    last_listed: std::collections::HashMap<String, Instant>,
+    last_listed: HashMap<String, Instant>,
     /// Members that looked dead at the previous observation.
     pub dead_before: Vec<u64>,
     /// The last vouch of each peer still at the address it vouched from.
     pub vouched: Vec<(MemberName, Vouch)>,
     /// The last vouch of each peer in this run, by peer (name and address).
-    vouches: std::collections::HashMap<String, (MemberName, Vouch)>,
+    vouches: HashMap<String, (MemberName, Vouch)>,
     /// Every machine listed in this run, by name and address.
-    ever_listed: std::collections::HashMap<String, Candidate>,
+    ever_listed: HashMap<String, Candidate>,
     /// Of those, the ones missing now that never vouched an empty data dir.
     pub unsettled: Vec<Candidate>,
     /// The set every other member agreed to at the previous look (`Outcome::agreed`).
@@ -136,33 +137,32 @@ impl RunMemory {
     }
 
     pub fn observe(&mut self, obs: &Observation) {
+        let keys = probe_keys(obs);
         if self.cluster_seen.is_none() {
-            self.cluster_seen = obs.probes.iter().find_map(|p| {
+            self.cluster_seen = obs.probes.iter().zip(&keys).find_map(|(p, key)| {
                 let what = p.answer.cluster_evidence()?;
-                Some(format!("{} ({}) {what}", p.peer, peer_host(obs, p)))
+                let host = key.split_once('=').map_or("", |(_, h)| h);
+                Some(format!("{} ({host}) {what}", p.peer))
             });
         }
         let now = Instant::now();
         self.started.get_or_insert(now);
-        for p in &obs.probes {
-            self.last_listed.insert(peer_key(obs, p), now);
-        }
-        for p in &obs.probes {
+        for (p, key) in obs.probes.iter().zip(&keys) {
+            self.last_listed.insert(key.clone(), now);
             if let PeerAnswer::Vouched(v) = &p.answer {
                 self.vouches
-                    .insert(peer_key(obs, p), (p.peer.clone(), v.clone()));
+                    .insert(key.clone(), (p.peer.clone(), v.clone()));
             }
         }
-        let key = |c: &Candidate| format!("{}={}", c.name, c.host);
         // Only listings a bootstrap could come from are remembered (a cluster has at most 9
         // members): a tag on 10,000 machines is "more than cluster.size" at every look anyway,
         // and remembering it would cost megabytes.
         if obs.candidates.len() <= LISTING_MEMORY {
             for c in &obs.candidates {
-                self.ever_listed.insert(key(c), c.clone());
+                self.ever_listed.insert(machine_key(c), c.clone());
             }
         }
-        let listed: std::collections::HashSet<String> = obs.candidates.iter().map(key).collect();
+        let listed: HashSet<String> = obs.candidates.iter().map(machine_key).collect();
         self.unsettled = self
             .ever_listed
             .iter()
@@ -178,13 +178,11 @@ impl RunMemory {
         self.unsettled.sort_by(|a, b| a.name.cmp(&b.name));
         // A replacement that reuses a name is another peer: only vouches from the address each
         // peer has now count.
-        self.vouched = obs
-            .probes
+        self.vouched = keys
             .iter()
-            .filter_map(|p| self.vouches.get(&peer_key(obs, p)).cloned())
+            .filter_map(|key| self.vouches.get(key).cloned())
             .collect();
-        for p in &obs.probes {
-            let key = peer_key(obs, p);
+        for (p, key) in obs.probes.iter().zip(keys) {
             // No etcd runs there (a waiting agent's vouch is no etcd either): the quiet the opt-in
             // settle measures.
             if matches!(
@@ -198,13 +196,19 @@ impl RunMemory {
         }
     }
 
+    /// The names of the peers whose vouch this run holds (probed with a short timeout).
+    pub fn vouched_names(&self) -> Vec<MemberName> {
+        self.vouched.iter().map(|(n, _)| n.clone()).collect()
+    }
+
     /// How long every peer of this observation has been quiet: the shortest of their quiets.
     /// With no peer listed (a one-member cluster, or a listing that missed the others), how long
     /// this run has been looking.
     fn quiet_for(&self, obs: &Observation, settle: Duration) -> Duration {
         // A peer listed within the settle time but missing now: the listing is not settled
         // (eventually consistent listings miss machines), so this is no quiet at all.
-        let listed: Vec<String> = obs.probes.iter().map(|p| peer_key(obs, p)).collect();
+        let keys = probe_keys(obs);
+        let listed: HashSet<&String> = keys.iter().collect();
         if self
             .last_listed
             .iter()
@@ -213,11 +217,10 @@ impl RunMemory {
             return Duration::ZERO;
         }
         let run = self.started.map_or(Duration::ZERO, |s| s.elapsed());
-        obs.probes
-            .iter()
-            .map(|p| {
+        keys.iter()
+            .map(|key| {
                 self.refusing_since
-                    .get(&peer_key(obs, p))
+                    .get(key)
                     .map_or(Duration::ZERO, Instant::elapsed)
             })
             .min()
@@ -225,15 +228,21 @@ impl RunMemory {
     }
 }
 
-/// A peer is its name and address: a replacement with a reused name is another peer.
-fn peer_key(obs: &Observation, p: &Probe) -> String {
-    format!("{}={}", p.peer, peer_host(obs, p))
+/// A machine is its name and address: a replacement with a reused name is another machine.
+fn machine_key(c: &Candidate) -> String {
+    format!("{}={}", c.name, c.host)
 }
 
-fn peer_host(obs: &Observation, p: &Probe) -> String {
-    obs.candidates
+/// Each probe's machine key, in probe order, with one lookup table rather than a search of the
+/// listing per probe (listings can hold 10,000 machines).
+fn probe_keys(obs: &Observation) -> Vec<String> {
+    let by_name: HashMap<&MemberName, &Candidate> =
+        obs.candidates.iter().map(|c| (&c.name, c)).collect();
+    obs.probes
         .iter()
-        .find(|c| c.name == p.peer)
-        .map(|c| c.host.to_string())
-        .unwrap_or_default()
+        .map(|p| match by_name.get(&p.peer) {
+            Some(c) => machine_key(c),
+            None => format!("{}=", p.peer),
+        })
+        .collect()
 }

@@ -254,11 +254,7 @@ impl Agent {
             let looked = match peer_look.take() {
                 // The peers said something new: decide on it with the same listing.
                 Some(obs) => Ok(obs),
-                None => {
-                    let vouched: Vec<MemberName> =
-                        memory.vouched.iter().map(|(n, _)| n.clone()).collect();
-                    self.observe_with(&vouched).await
-                }
+                None => self.observe_with(&memory.vouched_names()).await,
             };
             let (waiting_for, wait_kind) = match looked {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
@@ -390,6 +386,7 @@ impl Agent {
     ) -> Option<Vec<Probe>> {
         let start = Instant::now();
         let until = start + pause;
+        let vouched = memory.vouched_names();
         loop {
             let now = Instant::now();
             if now >= until {
@@ -401,7 +398,6 @@ impl Agent {
                 PEER_LOOK
             };
             tokio::time::sleep(step.min(until - now)).await;
-            let vouched: Vec<MemberName> = memory.vouched.iter().map(|(n, _)| n.clone()).collect();
             let probes = self.probe_peers(&obs.candidates, obs.me, &vouched).await;
             if probes != obs.probes {
                 return Some(probes);

@@ -24,6 +24,8 @@ use crate::error::Kind;
 use crate::member::excerpt;
 
 pub const API_VERSION: &str = "2016-11-15";
+/// The request body's type; sent and signed, so written once.
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// The largest page DescribeInstances serves.
 pub const PAGE_SIZE: u32 = 1000;
 
@@ -87,10 +89,7 @@ impl<'a> Ec2<'a> {
             let mut req = self
                 .api
                 .post(url)
-                .header(
-                    "content-type",
-                    "application/x-www-form-urlencoded; charset=utf-8",
-                )
+                .header("content-type", CONTENT_TYPE)
                 .body(body.clone());
             for (name, value) in self.signature(credentials, &body)? {
                 req = req.header(name, value);
@@ -137,10 +136,7 @@ impl<'a> Ec2<'a> {
             .build()
             .map_err(|e| failed(&e))?
             .into();
-        let headers = [(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        )];
+        let headers = [("content-type", CONTENT_TYPE)];
         let request = SignableRequest::new(
             "POST",
             &self.endpoint,
