@@ -124,7 +124,7 @@ pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
                     ca_file: r.ca_file,
                     timeout: r.timeout,
                 },
-                "https://api.digitalocean.com",
+                ("https://api.digitalocean.com", "/v2"),
                 "http://169.254.169.254",
             )?;
             Provider::DigitalOcean { cloud, tag }
@@ -153,7 +153,7 @@ pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
                     ca_file: r.ca_file,
                     timeout: r.timeout,
                 },
-                "https://api.hetzner.cloud",
+                ("https://api.hetzner.cloud", "/v1"),
                 "http://169.254.169.254",
             )?;
             Provider::Hetzner {
@@ -250,10 +250,13 @@ struct RawCloud {
     timeout: Option<String>,
 }
 
+/// `api`: the default base URL and the API version the client puts in front of every path. The
+/// base is accepted with or without that version, the way the platform's own tools write it
+/// (`HCLOUD_ENDPOINT=https://api.hetzner.cloud/v1`, DigitalOcean's `https://api.digitalocean.com/v2`).
 fn cloud_settings(
     key: &str,
     r: RawCloud,
-    api: &str,
+    (api, version): (&str, &str),
     metadata: &str,
 ) -> Result<CloudSettings, String> {
     let address = match r.address.as_deref().unwrap_or("private_v4") {
@@ -292,7 +295,10 @@ fn cloud_settings(
     Ok(CloudSettings {
         address,
         names_from_id,
-        api_url: url("api_url", r.api_url, api)?,
+        api_url: url("api_url", r.api_url, api).map(|u| match u.strip_suffix(version) {
+            Some(base) if !base.ends_with(':') && !base.ends_with('/') => base.to_owned(),
+            _ => u,
+        })?,
         metadata_url: url("metadata_url", r.metadata_url, metadata)?,
         token_file: r.token_file,
         ca_file: r.ca_file,
@@ -371,4 +377,83 @@ fn parse_static_peer(entry: &str) -> Result<(MemberName, Host), String> {
     let name = MemberName::parse(name).map_err(|e| format!("discovery.static.peers: {e}"))?;
     let host = Host::parse(addr).map_err(|e| format!("discovery.static.peers: {e}"))?;
     Ok((name, host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::{RawDigitalOcean, RawHetzner};
+
+    fn api_of(provider: Provider) -> String {
+        match provider {
+            Provider::DigitalOcean { cloud, .. } | Provider::Hetzner { cloud, .. } => cloud.api_url,
+            other => panic!("not a cloud provider: {other:?}"),
+        }
+    }
+
+    fn hetzner(api_url: &str) -> String {
+        api_of(
+            provider(RawDiscovery {
+                provider: Some("hetzner".into()),
+                hetzner: RawHetzner {
+                    label_selector: Some("role=etcd".into()),
+                    api_url: Some(api_url.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    fn digitalocean(api_url: &str) -> String {
+        api_of(
+            provider(RawDiscovery {
+                provider: Some("digitalocean".into()),
+                digitalocean: RawDigitalOcean {
+                    tag: Some("etcd".into()),
+                    api_url: Some(api_url.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn api_bases_are_accepted_with_or_without_the_version_the_tools_write() {
+        for written in [
+            "https://api.hetzner.cloud",
+            "https://api.hetzner.cloud/",
+            "https://api.hetzner.cloud/v1",
+            "https://api.hetzner.cloud/v1/",
+        ] {
+            assert_eq!(hetzner(written), "https://api.hetzner.cloud", "{written}");
+        }
+        for written in [
+            "https://api.digitalocean.com",
+            "https://api.digitalocean.com/v2",
+            "https://api.digitalocean.com/v2/",
+        ] {
+            assert_eq!(
+                digitalocean(written),
+                "https://api.digitalocean.com",
+                "{written}"
+            );
+        }
+        // A proxy path is kept; only the version the client adds itself is taken off.
+        assert_eq!(
+            hetzner("http://127.0.0.1:8080/hcloud/v1"),
+            "http://127.0.0.1:8080/hcloud"
+        );
+        assert_eq!(
+            hetzner("http://127.0.0.1:8080/v12"),
+            "http://127.0.0.1:8080/v12"
+        );
+        assert_eq!(
+            digitalocean("http://127.0.0.1:8080/v1"),
+            "http://127.0.0.1:8080/v1"
+        );
+    }
 }
