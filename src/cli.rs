@@ -16,7 +16,7 @@ bootstraps a new cluster, joins the existing one or restarts on its data, writes
 atomically and reports to systemd. With no subcommand it runs.\n\n\
 Exit codes: 0 ok, 64 usage, 65 bad data from discovery, 69 no decision before the deadline, \
 70 internal error, 73 cannot write the env file, 74 cannot read the data dir, 77 token rejected, \
-78 configuration error, 79 refused as unsafe."
+78 configuration error, 79 refused as unsafe, 80 a certificate or key that cannot work."
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/etcd-bootstrap/config.toml, which may be absent];

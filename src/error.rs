@@ -24,6 +24,8 @@ pub enum Kind {
     Config,
     /// Starting would be unsafe (the member was removed, two clusters answer...).
     Unsafe,
+    /// A certificate or key etcd would be given cannot work (docs/preflight.md).
+    Certificate,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::NoPerm => 77,
             Kind::Config => 78,
             Kind::Unsafe => 79,
+            Kind::Certificate => 80,
         }
     }
 
@@ -51,6 +54,7 @@ impl Kind {
             Kind::CantCreate | Kind::IoErr => libc::EIO as u32,
             Kind::NoPerm => libc::EACCES as u32,
             Kind::Unsafe => libc::EEXIST as u32,
+            Kind::Certificate => libc::EKEYREJECTED as u32,
         }
     }
 }

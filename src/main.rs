@@ -113,24 +113,22 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         None => run(&runtime, &agent, cli.dry_run),
         Some(Command::Run { dry_run }) => run(&runtime, &agent, dry_run || cli.dry_run),
         Some(Command::Plan { format }) => {
-            let (obs, steps, outcome) = runtime.block_on(agent.plan())?;
-            let env = match (&outcome.decision, obs.me) {
-                (Decision::Start(plan), Some(i)) => {
-                    Some(agent.render_env(&obs.candidates[i], plan)?)
+            let plan = runtime.block_on(agent.plan())?;
+            let env = match (&plan.outcome.decision, plan.obs.me) {
+                (Decision::Start(start), Some(i)) => {
+                    Some(agent.render_env(&plan.obs.candidates[i], start)?)
                 }
                 _ => None,
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = match format {
                 Format::Text => {
-                    let text = report::text(&obs, &steps, &outcome, env.as_deref());
+                    let text = report::text(&plan, env.as_deref());
                     writeln!(out, "{}", text.trim_end())
                 }
-                Format::Json => {
-                    report::write_json(&mut out, &obs, &steps, &outcome, env.as_deref())
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| writeln!(out))
-                }
+                Format::Json => report::write_json(&mut out, &plan, env.as_deref())
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out)),
             };
             written.and_then(|()| out.flush()).map_err(|e| {
                 Failure::new(Kind::IoErr, format!("cannot write the plan to stdout: {e}"))

@@ -8,14 +8,16 @@ use serde::Serialize;
 
 use crate::decide::{Action, DataDir, Decision, Outcome, PeerAnswer, Probe};
 use crate::member::{Candidate, Host, MemberName};
-use crate::run::Observation;
+use crate::preflight::Checked;
+use crate::run::{Observation, Plan};
 
-pub fn text(
-    obs: &Observation,
-    steps: &[(Action, String)],
-    outcome: &Outcome,
-    env: Option<&str>,
-) -> String {
+pub fn text(plan: &Plan, env: Option<&str>) -> String {
+    let Plan {
+        obs,
+        steps,
+        outcome,
+        checked,
+    } = plan;
     let mut out = String::new();
     let me = obs
         .me
@@ -48,6 +50,15 @@ pub fn text(
             );
         }
     }
+    if !checked.passed.is_empty() || !checked.warnings.is_empty() {
+        out += "preflight:\n";
+        for line in &checked.passed {
+            out += &format!("  ok: {line}\n");
+        }
+        for line in &checked.warnings {
+            out += &format!("  warning: {line}\n");
+        }
+    }
     out += &format!(
         "decision: {} (row {})\nreason: {}\n",
         decision_word(&outcome.decision),
@@ -67,11 +78,15 @@ pub fn text(
 /// holds no second copy of them (built as a `serde_json::Value` it took 19 MB; BENCHMARKS.md).
 pub fn write_json(
     out: impl std::io::Write,
-    obs: &Observation,
-    steps: &[(Action, String)],
-    outcome: &Outcome,
+    plan: &Plan,
     env: Option<&str>,
 ) -> serde_json::Result<()> {
+    let Plan {
+        obs,
+        steps,
+        outcome,
+        checked,
+    } = plan;
     let plan = JsonPlan {
         this_node: obs.me.map(|i| &obs.candidates[i].name),
         data_dir: obs.data,
@@ -83,6 +98,7 @@ pub fn write_json(
             .map(|(step, reason)| JsonStep { step, reason })
             .collect(),
         outcome,
+        preflight: checked,
         env: env.map(|env| {
             env.lines()
                 .filter(|l| !l.starts_with('#'))
@@ -104,6 +120,7 @@ struct JsonPlan<'a> {
     probes: &'a [Probe],
     steps: Vec<JsonStep<'a>>,
     outcome: &'a Outcome,
+    preflight: &'a Checked,
     env: Option<BTreeMap<&'a str, &'a str>>,
 }
 

@@ -74,6 +74,24 @@ fn a_tls_cluster_is_verified_with_its_own_ca() {
     let certs = certs::make(&dir, &[&ips[..], &["127.0.0.1"]].concat()).unwrap();
     configure_tls(&lab, &certs, true);
 
+    // The preflight passes every check on this set and says so in the plan; the certificates
+    // are made for two days, which it warns about.
+    let plan = lab.agent(0, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    let cert = certs.cert.display();
+    for line in [
+        format!("  ok: tls.cert_file {cert}: key matches, valid until "),
+        format!("  ok: tls.peer_cert_file {cert}: key matches, valid until "),
+        format!(
+            "  ok: tls.peer_cert_file {cert} names {}\n",
+            lab.nodes[0].ip
+        ),
+        format!("  warning: tls.peer_cert_file {cert} expires on "),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in the plan:\n{text}");
+    }
+    assert!(text.contains(", signed by the trusted CA\n"), "{text}");
+
     // Shipped defaults: the agents vouch for each other over mutual TLS on the peer port.
     for out in lab.agents_ok_together(&[0, 1, 2]) {
         let err = stderr(&out);

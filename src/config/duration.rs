@@ -1,4 +1,4 @@
-//! Durations as operators write them: `500ms`, `30s`, `10m`, `1h`, or combined (`1m30s`).
+//! Durations as operators write them: `500ms`, `30s`, `10m`, `1h`, `30d`, or combined (`1m30s`).
 
 use std::time::Duration;
 
@@ -24,10 +24,11 @@ pub fn parse(raw: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
-            "" => return Err(format!("{raw:?} needs a unit: ms, s, m or h")),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
+            "" => return Err(format!("{raw:?} needs a unit: ms, s, m, h or d")),
             other => {
                 return Err(format!(
-                    "{raw:?} has an unknown unit {other:?} (ms, s, m, h)"
+                    "{raw:?} has an unknown unit {other:?} (ms, s, m, h, d)"
                 ));
             }
         };
@@ -48,11 +49,12 @@ mod tests {
         assert_eq!(parse("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("30d").unwrap(), Duration::from_secs(30 * 86_400));
     }
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for bad in ["", "10", "s", "10 minutes", "-5s", "1.5s", "10d"] {
+        for bad in ["", "10", "s", "10 minutes", "-5s", "1.5s", "10w"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

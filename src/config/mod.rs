@@ -31,6 +31,17 @@ pub struct Settings {
     pub env_file: PathBuf,
     pub etcd_client: EtcdClientSettings,
     pub tls: EtcdTls,
+    pub etcd: EtcdSettings,
+}
+
+/// `[etcd]`: how etcd is started here, for the preflight checks.
+#[derive(Clone, Debug)]
+pub struct EtcdSettings {
+    /// The unit that starts etcd with the env file; asked for its `User=`, environment and
+    /// command line.
+    pub unit: String,
+    /// Whose permissions the certificate files need; `None`: the unit's `User=`.
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -97,6 +108,10 @@ pub struct EtcdTls {
     pub peer_key_file: Option<PathBuf>,
     pub peer_trusted_ca_file: Option<PathBuf>,
     pub peer_client_cert_auth: bool,
+    /// A certificate expiring sooner than this is warned about.
+    pub expiry_warning: Duration,
+    /// How long a certificate that is not valid yet is waited for, in case the clock is behind.
+    pub clock_sync_wait: Duration,
 }
 
 /// The largest cluster etcd's maintainers support running; beyond it quorum writes get slow.
@@ -209,6 +224,8 @@ impl Settings {
             peer_key_file: t.peer_key_file,
             peer_trusted_ca_file: t.peer_trusted_ca_file,
             peer_client_cert_auth: t.peer_client_cert_auth.unwrap_or(false),
+            expiry_warning: dur("tls.expiry_warning", t.expiry_warning.as_deref(), "30d")?,
+            clock_sync_wait: dur("tls.clock_sync_wait", t.clock_sync_wait.as_deref(), "2m")?,
         };
         for (key, path) in [
             ("tls.cert_file", &tls.cert_file),
@@ -236,6 +253,23 @@ impl Settings {
             );
         }
 
+        let etcd = EtcdSettings {
+            unit: raw.etcd.unit.unwrap_or_else(|| "etcd.service".into()),
+            user: raw.etcd.user,
+        };
+        let unit_ok = |u: &str| {
+            !u.is_empty()
+                && u.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':' | '\\')
+                })
+        };
+        if !unit_ok(&etcd.unit) {
+            return Err(format!(
+                "etcd.unit {} is not a systemd unit name",
+                excerpt(&etcd.unit)
+            ));
+        }
+
         Ok(Settings {
             node,
             cluster,
@@ -243,6 +277,7 @@ impl Settings {
             env_file,
             etcd_client,
             tls,
+            etcd,
         })
     }
 }

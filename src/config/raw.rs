@@ -21,6 +21,16 @@ pub struct Raw {
     pub etcd_client: RawEtcdClient,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub etcd: RawEtcd,
+}
+
+/// How etcd is started on this machine, for the preflight checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcd {
+    pub unit: Option<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,4 +158,6 @@ pub struct RawTls {
     pub peer_key_file: Option<PathBuf>,
     pub peer_trusted_ca_file: Option<PathBuf>,
     pub peer_client_cert_auth: Option<bool>,
+    pub expiry_warning: Option<String>,
+    pub clock_sync_wait: Option<String>,
 }

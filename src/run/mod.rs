@@ -16,6 +16,7 @@ use crate::etcd::{CallError, EtcdClient};
 use crate::http::AddressBook;
 use crate::member::{Candidate, MemberName, Scheme};
 use crate::notify;
+use crate::preflight::{self, Checked};
 
 mod memory;
 mod voucher_slot;
@@ -45,6 +46,14 @@ pub struct Agent {
     etcd: EtcdClient,
     local: LocalMachine,
     addresses: AddressBook,
+}
+
+/// What `plan` shows: one look, what a run would do on it, and the preflight checks.
+pub struct Plan {
+    pub obs: Observation,
+    pub steps: Vec<(Action, String)>,
+    pub outcome: Outcome,
+    pub checked: Checked,
 }
 
 /// The result of a successful run: what was decided and the file that says it.
@@ -206,7 +215,8 @@ impl Agent {
     }
 
     /// Observe once and show what a run would do, without waiting or changing anything.
-    pub async fn plan(&self) -> Result<(Observation, Vec<(Action, String)>, Outcome), Failure> {
+    pub async fn plan(&self) -> Result<Plan, Failure> {
+        let mut checked = preflight::before_discovery(&self.settings).await?;
         let obs = self
             .observe()
             .await
@@ -221,17 +231,34 @@ impl Agent {
         facts.quiet_for = self.settings.cluster.bootstrap_settle.unwrap_or_default();
         let (steps, outcome) = decide::simulate(&facts);
         // A run confirms an agreement at its next look; the plan shows what follows if it holds.
-        if let Some(agreed) = &outcome.agreed {
-            facts.agreed_before = Some(agreed);
-            let (steps, outcome) = decide::simulate(&facts);
-            return Ok((obs, steps, outcome));
+        let (steps, outcome) = match &outcome.agreed {
+            Some(agreed) => {
+                facts.agreed_before = Some(agreed);
+                decide::simulate(&facts)
+            }
+            None => (steps, outcome),
+        };
+        if let Some(me) = obs.me.map(|i| &obs.candidates[i]) {
+            checked.passed.extend(preflight::names(&self.settings, me)?);
         }
-        Ok((obs, steps, outcome))
+        Ok(Plan {
+            obs,
+            steps,
+            outcome,
+            checked,
+        })
     }
 
     /// The whole run: wait until decidable, carry out the membership steps (or, in a dry run,
     /// only simulate them), write the env file (or, in a dry run, return it).
     pub async fn run(&self, dry_run: bool) -> Result<Done, Failure> {
+        let checked = preflight::before_discovery(&self.settings).await?;
+        for line in &checked.passed {
+            tracing::debug!("preflight: {line}");
+        }
+        for line in &checked.warnings {
+            tracing::warn!("{line}");
+        }
         // A dry run never vouches: peers would bootstrap on the word of a node that then does
         // not start.
         let mut voucher = VoucherSlot::new(!dry_run);
@@ -274,6 +301,7 @@ impl Agent {
                         Decision::Start(plan) => {
                             let me = &obs.candidates
                                 [obs.me.expect("a start plan implies this node is known")];
+                            preflight::names(&self.settings, me)?;
                             let env = self.render_env(me, plan)?;
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;

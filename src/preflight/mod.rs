@@ -1,0 +1,143 @@
+//! Checks made before etcd is given its env file, of what etcd would otherwise find only after
+//! it starts, in a log line on one machine, as a cluster that never forms: certificates that do
+//! not fit (docs/preflight.md), and a config file that would make etcd ignore the env file.
+//!
+//! The file checks run before discovery (a wrong file fails at once, not after the peers were
+//! waited for); the names check runs once this node's address is known, before the env file is
+//! written.
+
+mod tls;
+pub mod unit;
+pub mod user;
+pub mod x509;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Settings;
+use crate::error::{Failure, Kind};
+use crate::member::Candidate;
+use crate::notify;
+
+pub use unit::EtcdUnit;
+use user::User;
+
+/// How often a certificate that is not valid yet is looked at again while the clock may be
+/// catching up.
+const CLOCK_LOOK: Duration = Duration::from_secs(1);
+
+/// What the file checks found: one line each, for `plan` and the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Checked {
+    pub passed: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The unit and user checks, then every certificate the env file will name. A certificate that
+/// is not valid yet is waited for up to `tls.clock_sync_wait`: a machine often boots before its
+/// clock is synchronised.
+pub async fn before_discovery(settings: &Settings) -> Result<Checked, Failure> {
+    let mut checked = Checked::default();
+    let unit_name = &settings.etcd.unit;
+    let unit = EtcdUnit::read(unit_name).await.unwrap_or_else(|e| {
+        checked.warnings.push(format!(
+            "cannot ask systemd how {unit_name} starts etcd ({e}); its config file and user are not checked"
+        ));
+        EtcdUnit::default()
+    });
+    if let Some(why) = unit::config_file_conflict(&unit, unit_name, &settings.env_file) {
+        return Err(Failure::new(Kind::Config, why));
+    }
+    checked.passed.push(format!(
+        "etcd reads no config file that would hide the env file ({unit_name})"
+    ));
+
+    let roles = tls::roles(&settings.tls);
+    if roles.is_empty() {
+        return Ok(checked);
+    }
+    let user = match (&settings.etcd.user, &unit.user) {
+        (Some(name), _) => Some(
+            User::lookup(name)
+                .map_err(|e| Failure::new(Kind::Config, format!("etcd.user: {e}")))?,
+        ),
+        (None, Some(name)) => Some(User::lookup(name).map_err(|e| {
+            Failure::new(
+                Kind::Config,
+                format!("{unit_name} runs etcd as User={name}, but {e}"),
+            )
+        })?),
+        (None, None) => None,
+    };
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let waited_from = std::time::Instant::now();
+    for role in &roles {
+        let loaded = loop {
+            match role.check_files(user.as_ref(), now(), &provider) {
+                Ok(loaded) => break loaded,
+                Err(tls::Problem::NotYetValid(why))
+                    if waited_from.elapsed() + CLOCK_LOOK <= settings.tls.clock_sync_wait =>
+                {
+                    let line = format!("waiting for the clock: {why}");
+                    tracing::warn!("{line}");
+                    notify::waiting(&line, CLOCK_LOOK + Duration::from_secs(30));
+                    tokio::time::sleep(CLOCK_LOOK).await;
+                }
+                Err(tls::Problem::NotYetValid(why) | tls::Problem::Fatal(why)) => {
+                    return Err(Failure::new(Kind::Certificate, why));
+                }
+            }
+        };
+        let who = user
+            .as_ref()
+            .map_or(String::new(), |u| format!(", readable by {}", u.name));
+        checked.passed.push(format!(
+            "{}cert_file {}: key matches, valid until {}{}{who}",
+            role.prefix,
+            role.cert.display(),
+            x509::date(loaded.validity.not_after),
+            if role.ca.is_some() {
+                ", signed by the trusted CA"
+            } else {
+                ""
+            },
+        ));
+        let left = loaded.validity.not_after - now();
+        if left < settings.tls.expiry_warning.as_secs() as i64 {
+            checked.warnings.push(format!(
+                "{}cert_file {} expires on {}, in {} days; renew it before then",
+                role.prefix,
+                role.cert.display(),
+                x509::date(loaded.validity.not_after),
+                left / 86_400
+            ));
+        }
+    }
+    Ok(checked)
+}
+
+/// Each certificate names this node's host, as its URLs will advertise it.
+pub fn names(settings: &Settings, me: &Candidate) -> Result<Vec<String>, Failure> {
+    let spec = &settings.cluster;
+    let mut passed = Vec::new();
+    for role in tls::roles(&settings.tls) {
+        let url = match role.url_kind {
+            "peer" => spec.peer_url(&me.host),
+            _ => spec.client_url(&me.host),
+        };
+        role.check_name(&me.host, &url)
+            .map_err(|why| Failure::new(Kind::Certificate, why))?;
+        passed.push(format!(
+            "{}cert_file {} names {}",
+            role.prefix,
+            role.cert.display(),
+            me.host
+        ));
+    }
+    Ok(passed)
+}
