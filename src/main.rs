@@ -166,14 +166,19 @@ fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Resul
         Decision::Start(p) => p.state.as_str(),
         _ => unreachable!("run returns only start decisions"),
     };
+    let source = match &done.source.fallback_because {
+        Some(why) => format!(" (members from {}, a fallback: {why})", done.source.name),
+        None => String::new(),
+    };
     tracing::info!(
         row = done.outcome.row.as_str(),
         state,
-        "wrote {path}: {}",
+        source = done.source.name,
+        "wrote {path}: {}{source}",
         done.outcome.reason
     );
     notify::ready(&format!(
-        "{} ({}): wrote {path}",
+        "{} ({}): wrote {path}{source}",
         state,
         done.outcome.row.as_str()
     ));

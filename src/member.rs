@@ -177,6 +177,18 @@ pub struct Candidate {
 
 /// A short, printable excerpt of untrusted input for error messages: control characters escaped,
 /// long values cut, so an error line stays one line.
+/// One member as the static list and the `exec` provider write it: `name=address`.
+pub fn parse_entry(entry: &str) -> Result<(MemberName, Host), String> {
+    let (name, addr) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("{} is not \"name=address\"", excerpt(entry)))?;
+    let within = |e: String| format!("{}: {e}", excerpt(entry));
+    Ok((
+        MemberName::parse(name).map_err(within)?,
+        Host::parse(addr).map_err(within)?,
+    ))
+}
+
 pub fn excerpt(raw: &str) -> String {
     const MAX: usize = 40;
     let mut out: String = raw.chars().take(MAX).flat_map(char::escape_debug).collect();

@@ -24,6 +24,15 @@ pub fn text(plan: &Plan, env: Option<&str>) -> String {
         .map(|i| obs.candidates[i].name.to_string())
         .unwrap_or_else(|| "(not identified)".into());
     out += &format!("this node: {me}\ndata dir: {}\n", data_word(obs));
+    match &obs.source.fallback_because {
+        Some(why) => {
+            out += &format!(
+                "source: {} (discovery.fallback; a run falls back after discovery.fallback_after because {why})\n",
+                obs.source.name
+            )
+        }
+        None => out += &format!("source: {}\n", obs.source.name),
+    }
     out += &format!("discovered {} members:\n", obs.candidates.len());
     for c in &obs.candidates {
         let probe = obs
@@ -88,6 +97,7 @@ pub fn write_json(
         checked,
     } = plan;
     let plan = JsonPlan {
+        source: &obs.source,
         this_node: obs.me.map(|i| &obs.candidates[i].name),
         data_dir: obs.data,
         data_wal: obs.wal.as_ref(),
@@ -111,6 +121,7 @@ pub fn write_json(
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
+    source: &'a crate::discovery::SourceUsed,
     this_node: Option<&'a MemberName>,
     data_dir: DataDir,
     /// Whose data it is, from the write-ahead log (ids in hex, as etcd logs them).

@@ -476,3 +476,84 @@ fn servfail_is_retried_until_the_deadline_and_named() {
     );
     assert!(!dir.path().join("etcd.env").exists());
 }
+
+/// `discovery.fallback`: the DigitalOcean API is down (503 on every listing), so after
+/// `fallback_after` the agents list through DNS SRV instead, say why, and the cluster forms from
+/// the records alone.
+#[test]
+fn the_api_down_dns_srv_takes_over_and_the_cluster_forms() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let d = "fallback.test";
+    let mut lab = Lab::new(etcd34(), 41, 3, 3);
+    let mut lines = Vec::new();
+    let mut hosts = String::new();
+    for i in 0..3 {
+        let target = format!("infra{i}.{d}");
+        lines.push(srv(&format!("_etcd-server._tcp.{d}"), &target, 2380));
+        lines.push(host(&target, &lab.nodes[i].ip));
+        hosts.push_str(&format!("{} {target}\n", lab.nodes[i].ip));
+    }
+    let dns = Dns::start(15411, d, &lines);
+    let hosts_file = lab.root.path().join("hosts");
+    std::fs::write(&hosts_file, hosts).unwrap();
+    lab.hosts_file = Some(hosts_file);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = rt.block_on(async {
+        let api = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v2/droplets"))
+            .respond_with(ResponseTemplate::new(503).set_body_json(serde_json::json!({
+                "id": "service_unavailable",
+                "message": "Service is currently unavailable."
+            })))
+            .mount(&api)
+            .await;
+        api
+    });
+    let token = lab.root.path().join("do-token");
+    std::fs::write(&token, "dop_v1_fallbacktest").unwrap();
+    for i in 0..3 {
+        lab.nodes[i].name = format!("infra{i}");
+        let block = format!(
+            "fallback = [\"dns\"]\nfallback_after = \"1s\"\n\
+             [discovery.digitalocean]\ntag = \"etcd\"\napi_url = \"{api}\"\n\
+             metadata_url = \"http://127.0.0.1:9\"\ntoken_file = \"{token}\"\n\
+             [discovery.dns]\ndomain = \"{d}\"\nnameservers = [\"{ns}\"]",
+            api = api.uri(),
+            token = token.display(),
+            ns = dns.nameserver()
+        );
+        lab.configure_with(i, "digitalocean", &block);
+    }
+    for out in lab.agents_ok_together(&[0, 1, 2]) {
+        let log = stderr(&out);
+        assert!(
+            log.contains("discovery: falling back to dns: digitalocean has failed for ")
+                && log.contains("(discovery.fallback_after is 1s)"),
+            "{log}"
+        );
+        assert!(
+            log.contains("503"),
+            "the API's answer is in the reason: {log}"
+        );
+        assert!(
+            log.contains("source=\"dns\"") && log.contains("(members from dns, a fallback: "),
+            "{log}"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(lab.nodes[i].env_value("ETCD_INITIAL_CLUSTER_STATE"), "new");
+        lab.start_etcd(i);
+    }
+    let view = lab.wait_healthy(&[0, 1, 2], 3);
+    assert_eq!(view.members.len(), 3);
+    assert!(
+        rt.block_on(api.received_requests()).unwrap().len() >= 3,
+        "each agent tried the API first"
+    );
+}

@@ -12,7 +12,13 @@ use config::{Config, File, FileFormat};
 use super::{DEFAULT_CONFIG, ENV_PREFIX, Raw, Settings};
 
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: &[&str] = &["discovery.static.peers", "discovery.dns.nameservers"];
+const LIST_KEYS: &[&str] = &[
+    "discovery.static.peers",
+    "discovery.dns.nameservers",
+    "discovery.aws.tags",
+    "discovery.exec.command",
+    "discovery.fallback",
+];
 
 /// Everything the configuration is made from, gathered by the caller so tests can pass their own.
 #[derive(Debug, Default)]

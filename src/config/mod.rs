@@ -9,7 +9,7 @@ pub mod load;
 mod providers;
 mod raw;
 
-pub use providers::{AddressKind, AwsSettings, CloudSettings, DnsSettings, Provider};
+pub use providers::{AddressKind, AwsSettings, CloudSettings, DnsSettings, ExecSettings, Provider};
 pub use raw::*;
 
 pub use load::{Layers, load};
@@ -85,6 +85,9 @@ impl ClusterSpec {
 #[derive(Clone, Debug)]
 pub struct DiscoverySettings {
     pub provider: Provider,
+    /// Tried in order when the source in use fails (retryably) for `fallback_after`.
+    pub fallback: Vec<Provider>,
+    pub fallback_after: Duration,
     pub timeout: Duration,
     pub interval: Duration,
     pub max_interval: Duration,
@@ -176,9 +179,16 @@ impl Settings {
             d.interval.clone(),
             d.max_interval.clone(),
         );
-        let provider = providers::provider(d)?;
+        let mut sources = providers::providers(&d)?;
+        let provider = sources.remove(0);
         let discovery = DiscoverySettings {
             provider,
+            fallback: sources,
+            fallback_after: dur(
+                "discovery.fallback_after",
+                d.fallback_after.as_deref(),
+                "1m",
+            )?,
             timeout: dur("discovery.timeout", timeout.as_deref(), "10m")?,
             interval: dur("discovery.interval", interval.as_deref(), "1s")?,
             max_interval: dur("discovery.max_interval", max_interval.as_deref(), "15s")?,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::dur;
-use super::raw::{RawAws, RawDiscovery, RawDns};
+use super::raw::{RawAws, RawDiscovery, RawDns, RawExec};
 use crate::member::{Host, MemberName, excerpt};
 
 #[derive(Clone, Debug)]
@@ -18,6 +18,7 @@ pub enum Provider {
         tag: String,
     },
     Aws(AwsSettings),
+    Exec(ExecSettings),
     Hetzner {
         cloud: CloudSettings,
         label_selector: String,
@@ -26,6 +27,28 @@ pub enum Provider {
         /// The host part inside the server's public /64 (Hetzner assigns a network, not an address).
         ipv6_host: std::net::Ipv6Addr,
     },
+}
+
+impl Provider {
+    /// The name `discovery.provider` gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Static { .. } => "static",
+            Provider::Dns(_) => "dns",
+            Provider::DigitalOcean { .. } => "digitalocean",
+            Provider::Aws(_) => "aws",
+            Provider::Exec(_) => "exec",
+            Provider::Hetzner { .. } => "hetzner",
+        }
+    }
+}
+
+/// `[discovery.exec]`: a command that prints the members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecSettings {
+    /// The program (an absolute path) and its arguments; no shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
 }
 
 /// `[discovery.aws]`.
@@ -89,11 +112,36 @@ pub struct DnsSettings {
     pub fqdn_names: bool,
 }
 
-/// The provider named by `discovery.provider`, with its section validated.
-pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
-    Ok(match d.provider.as_deref().unwrap_or("static") {
+/// The provider named by `discovery.provider`, then the fallbacks named by
+/// `discovery.fallback`, each with its section validated.
+pub(super) fn providers(d: &RawDiscovery) -> Result<Vec<Provider>, String> {
+    let mut names = vec![d.provider.as_deref().unwrap_or("static")];
+    for name in d.fallback.iter().flatten() {
+        if names.contains(&name.as_str()) {
+            return Err(format!(
+                "discovery.fallback names {} twice (discovery.provider counts)",
+                excerpt(name)
+            ));
+        }
+        names.push(name);
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            provider(name, d).map_err(|e| match i {
+                0 => e,
+                _ => format!("discovery.fallback: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// One provider, with its section validated.
+fn provider(name: &str, d: &RawDiscovery) -> Result<Provider, String> {
+    Ok(match name {
         "static" => {
-            let peers = d.static_list.peers.unwrap_or_default();
+            let peers = d.static_list.peers.clone().unwrap_or_default();
             if peers.is_empty() {
                 return Err(
                     "discovery.static.peers is empty; list the members as \"name=address\"".into(),
@@ -105,9 +153,9 @@ pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             Provider::Static { peers }
         }
-        "dns" => Provider::Dns(dns_settings(d.dns)?),
+        "dns" => Provider::Dns(dns_settings(d.dns.clone())?),
         "digitalocean" => {
-            let r = d.digitalocean;
+            let r = d.digitalocean.clone();
             let key = "discovery.digitalocean";
             let tag = r
                 .tag
@@ -130,7 +178,7 @@ pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
             Provider::DigitalOcean { cloud, tag }
         }
         "hetzner" => {
-            let r = d.hetzner;
+            let r = d.hetzner.clone();
             let key = "discovery.hetzner";
             let label_selector = r.label_selector.filter(|t| !t.is_empty()).ok_or(format!(
                 "{key}.label_selector is required (e.g. \"role=etcd,cluster=prod\")"
@@ -163,13 +211,37 @@ pub(super) fn provider(d: RawDiscovery) -> Result<Provider, String> {
                 ipv6_host,
             }
         }
-        "aws" => Provider::Aws(aws_settings(d.aws)?),
+        "aws" => Provider::Aws(aws_settings(d.aws.clone())?),
+        "exec" => Provider::Exec(exec_settings(&d.exec)?),
         other => {
             return Err(format!(
-                "discovery.provider {} is unknown; expected static, digitalocean, hetzner, aws or dns",
+                "discovery.provider {} is unknown; expected static, digitalocean, hetzner, aws, dns or exec",
                 excerpt(other)
             ));
         }
+    })
+}
+
+fn exec_settings(r: &RawExec) -> Result<ExecSettings, String> {
+    let command = r.command.clone().unwrap_or_default();
+    match command.first() {
+        None => {
+            return Err(
+                "discovery.exec.command is required with provider = \"exec\" (e.g. [\"/usr/local/bin/etcd-peers\"])"
+                    .into(),
+            );
+        }
+        Some(program) if !program.starts_with('/') => {
+            return Err(format!(
+                "discovery.exec.command's program {} must be an absolute path (it is run without a shell or PATH)",
+                excerpt(program)
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(ExecSettings {
+        command,
+        timeout: dur("discovery.exec.timeout", r.timeout.as_deref(), "30s")?,
     })
 }
 
@@ -368,15 +440,7 @@ fn dns_settings(raw: RawDns) -> Result<DnsSettings, String> {
 }
 
 fn parse_static_peer(entry: &str) -> Result<(MemberName, Host), String> {
-    let (name, addr) = entry.split_once('=').ok_or_else(|| {
-        format!(
-            "discovery.static.peers entry {} is not \"name=address\"",
-            excerpt(entry)
-        )
-    })?;
-    let name = MemberName::parse(name).map_err(|e| format!("discovery.static.peers: {e}"))?;
-    let host = Host::parse(addr).map_err(|e| format!("discovery.static.peers: {e}"))?;
-    Ok((name, host))
+    crate::member::parse_entry(entry).map_err(|e| format!("discovery.static.peers entry {e}"))
 }
 
 #[cfg(test)]
@@ -393,30 +457,34 @@ mod tests {
 
     fn hetzner(api_url: &str) -> String {
         api_of(
-            provider(RawDiscovery {
-                provider: Some("hetzner".into()),
-                hetzner: RawHetzner {
-                    label_selector: Some("role=etcd".into()),
-                    api_url: Some(api_url.into()),
+            provider(
+                "hetzner",
+                &RawDiscovery {
+                    hetzner: RawHetzner {
+                        label_selector: Some("role=etcd".into()),
+                        api_url: Some(api_url.into()),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
-                ..Default::default()
-            })
+            )
             .unwrap(),
         )
     }
 
     fn digitalocean(api_url: &str) -> String {
         api_of(
-            provider(RawDiscovery {
-                provider: Some("digitalocean".into()),
-                digitalocean: RawDigitalOcean {
-                    tag: Some("etcd".into()),
-                    api_url: Some(api_url.into()),
+            provider(
+                "digitalocean",
+                &RawDiscovery {
+                    digitalocean: RawDigitalOcean {
+                        tag: Some("etcd".into()),
+                        api_url: Some(api_url.into()),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
-                ..Default::default()
-            })
+            )
             .unwrap(),
         )
     }
@@ -455,5 +523,43 @@ mod tests {
             digitalocean("http://127.0.0.1:8080/v1"),
             "http://127.0.0.1:8080/v1"
         );
+    }
+
+    #[test]
+    fn fallbacks_are_providers_with_their_own_sections_each_once() {
+        let d = |provider: &str, fallback: &[&str]| RawDiscovery {
+            provider: Some(provider.into()),
+            fallback: Some(fallback.iter().map(|s| s.to_string()).collect()),
+            static_list: crate::config::raw::RawStatic {
+                peers: Some(vec!["etcd-0=10.0.0.10".into()]),
+            },
+            exec: RawExec {
+                command: Some(vec!["/usr/local/bin/etcd-peers".into()]),
+                timeout: None,
+            },
+            ..Default::default()
+        };
+        let names: Vec<_> = providers(&d("exec", &["static"]))
+            .unwrap()
+            .iter()
+            .map(Provider::name)
+            .collect();
+        assert_eq!(names, ["exec", "static"]);
+        let twice = providers(&d("static", &["exec", "static"])).unwrap_err();
+        assert!(twice.contains("names \"static\" twice"), "{twice}");
+        let unknown = providers(&d("static", &["gcp"])).unwrap_err();
+        assert!(
+            unknown.starts_with("discovery.fallback: discovery.provider \"gcp\" is unknown"),
+            "{unknown}"
+        );
+        let no_section = providers(&d("static", &["dns"])).unwrap_err();
+        assert!(
+            no_section.contains("discovery.dns.domain is required"),
+            "{no_section}"
+        );
+        let mut relative = d("exec", &[]);
+        relative.exec.command = Some(vec!["etcd-peers".into()]);
+        let relative = providers(&relative).unwrap_err();
+        assert!(relative.contains("must be an absolute path"), "{relative}");
     }
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::member::Scheme;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Raw {
     #[serde(default)]
@@ -26,21 +26,21 @@ pub struct Raw {
 }
 
 /// How etcd is started on this machine, for the preflight checks.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEtcd {
     pub unit: Option<String>,
     pub user: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
     pub name: Option<String>,
     pub address: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
     pub size: Option<i64>,
@@ -56,7 +56,7 @@ pub struct RawCluster {
     pub bootstrap_settle: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDiscovery {
     pub provider: Option<String>,
@@ -73,9 +73,21 @@ pub struct RawDiscovery {
     pub hetzner: RawHetzner,
     #[serde(default)]
     pub aws: RawAws,
+    #[serde(default)]
+    pub exec: RawExec,
+    /// Providers tried in order when the one before fails for `fallback_after`.
+    pub fallback: Option<Vec<String>>,
+    pub fallback_after: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAws {
     pub tags: Option<Vec<String>>,
@@ -88,7 +100,7 @@ pub struct RawAws {
 }
 
 /// Keys every cloud provider shares.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDigitalOcean {
     pub tag: Option<String>,
@@ -101,7 +113,7 @@ pub struct RawDigitalOcean {
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHetzner {
     pub label_selector: Option<String>,
@@ -116,13 +128,13 @@ pub struct RawHetzner {
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStatic {
     pub peers: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     pub domain: Option<String>,
@@ -131,13 +143,13 @@ pub struct RawDns {
     pub member_name: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
     pub env_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEtcdClient {
     pub ca_file: Option<PathBuf>,
@@ -147,7 +159,7 @@ pub struct RawEtcdClient {
 }
 
 /// etcd's own TLS settings, passed through to the env file (`ETCD_CERT_FILE`, ...).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert_file: Option<PathBuf>,

@@ -9,16 +9,19 @@ pub mod aws;
 /// Public for the fuzz targets (`Page`).
 pub mod digitalocean;
 mod dns;
+mod exec;
 /// Public for the fuzz targets (`Page`).
 pub mod hetzner;
 mod localhost;
 pub mod secret;
+mod sources;
 mod static_list;
 
 #[cfg(test)]
 mod fleet;
 
 pub use localhost::LocalMachine;
+pub use sources::{SourceUsed, Sources};
 
 use crate::config::{NodeSettings, Provider as ProviderSettings, Settings};
 use crate::http::AddressBook;
@@ -58,17 +61,20 @@ pub enum AnyProvider {
     Hetzner(Box<hetzner::Hetzner>),
     #[cfg(feature = "aws")]
     Aws(Box<aws::Aws>),
+    Exec(exec::Exec),
 }
 
 impl AnyProvider {
-    /// The one place a configured provider name becomes a provider. `addresses` receives the
-    /// host names a provider resolves itself; `local` is this machine, for self-identification.
-    pub fn from_settings(
+    /// The one place a configured provider becomes a provider. `addresses` receives the host
+    /// names a provider resolves itself; `local` is this machine, for self-identification.
+    pub fn new(
+        provider: &ProviderSettings,
         settings: &Settings,
         addresses: AddressBook,
         local: &LocalMachine,
     ) -> Result<Self, String> {
-        Ok(match &settings.discovery.provider {
+        Ok(match provider {
+            ProviderSettings::Exec(exec) => AnyProvider::Exec(exec::Exec::new(exec.clone())),
             ProviderSettings::Static { peers } => {
                 AnyProvider::Static(static_list::StaticList::new(peers.clone()))
             }
@@ -128,6 +134,22 @@ impl AnyProvider {
     }
 }
 
+impl Sources {
+    /// The configured provider and its fallbacks, built from the settings.
+    pub fn from_settings(
+        settings: &Settings,
+        addresses: AddressBook,
+        local: &LocalMachine,
+    ) -> Result<Self, String> {
+        let d = &settings.discovery;
+        let sources = std::iter::once(&d.provider)
+            .chain(&d.fallback)
+            .map(|p| AnyProvider::new(p, settings, addresses.clone(), local).map(|a| (p.name(), a)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sources::new(sources, d.fallback_after))
+    }
+}
+
 impl Discover for AnyProvider {
     async fn list(&self) -> Result<Listing, DiscoveryError> {
         match self {
@@ -137,6 +159,7 @@ impl Discover for AnyProvider {
             AnyProvider::Hetzner(p) => p.list().await,
             #[cfg(feature = "aws")]
             AnyProvider::Aws(p) => p.list().await,
+            AnyProvider::Exec(p) => p.list().await,
         }
     }
 }

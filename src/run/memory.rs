@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::config::{ClusterSpec, Settings};
 use crate::datadir::WalInfo;
 use crate::decide::{self, DataDir, Facts, PeerAnswer, Probe, Vouch, VouchedData};
+use crate::discovery::SourceUsed;
 use crate::member::{Candidate, MemberName};
 
 /// The largest listing whose machines a run remembers (see `RunMemory::observe`).
@@ -15,6 +16,8 @@ const LISTING_MEMORY: usize = 64;
 /// One look at the world.
 #[derive(Debug, Clone)]
 pub struct Observation {
+    /// Where `candidates` came from: the configured provider or a fallback.
+    pub source: SourceUsed,
     pub candidates: Vec<Candidate>,
     pub me: Option<usize>,
     pub data: DataDir,
@@ -118,6 +121,8 @@ pub struct RunMemory {
     pub unsettled: Vec<Candidate>,
     /// The set every other member agreed to at the previous look (`Outcome::agreed`).
     pub agreed: Option<Vec<(MemberName, String)>>,
+    /// The discovery source the looks so far listed from.
+    source: Option<&'static str>,
 }
 
 impl RunMemory {
@@ -137,6 +142,18 @@ impl RunMemory {
     }
 
     pub fn observe(&mut self, obs: &Observation) {
+        // A fallback took over: what the run remembers of the earlier source's listings (its
+        // machines, their quiet and vouches, an agreement on its set) must not count in a
+        // decision on the new one's. A cluster seen, and members removed, are facts of the
+        // world, not of a listing: they stay.
+        if self.source.is_some_and(|s| s != obs.source.name) {
+            *self = RunMemory {
+                removed: self.removed,
+                cluster_seen: self.cluster_seen.take(),
+                ..RunMemory::default()
+            };
+        }
+        self.source = Some(obs.source.name);
         let keys = probe_keys(obs);
         if self.cluster_seen.is_none() {
             self.cluster_seen = obs.probes.iter().zip(&keys).find_map(|(p, key)| {

@@ -9,7 +9,7 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::datadir;
 use crate::decide::{self, Action, Decision, Outcome, PeerAnswer, Probe, StartPlan};
-use crate::discovery::{self, AnyProvider, Discover, DiscoveryError, LocalMachine};
+use crate::discovery::{self, DiscoveryError, LocalMachine, Sources};
 use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
 use crate::etcd::{CallError, EtcdClient};
@@ -42,7 +42,7 @@ const PROBES_AT_ONCE: usize = 64;
 
 pub struct Agent {
     pub settings: Settings,
-    provider: AnyProvider,
+    provider: Sources,
     etcd: EtcdClient,
     local: LocalMachine,
     addresses: AddressBook,
@@ -59,6 +59,8 @@ pub struct Plan {
 /// The result of a successful run: what was decided and the file that says it.
 pub struct Done {
     pub outcome: Outcome,
+    /// Where the members came from.
+    pub source: discovery::SourceUsed,
     pub env: String,
     pub steps: Vec<(Action, String)>,
 }
@@ -71,7 +73,7 @@ impl Agent {
         let etcd = EtcdClient::new(&settings.etcd_client, tls, addresses.clone())
             .map_err(|e| Failure::new(Kind::Config, e))?;
         let local = LocalMachine::read();
-        let provider = AnyProvider::from_settings(&settings, addresses.clone(), &local)
+        let provider = Sources::from_settings(&settings, addresses.clone(), &local)
             .map_err(|e| Failure::new(Kind::Config, e))?;
         Ok(Agent {
             settings,
@@ -88,7 +90,7 @@ impl Agent {
 
     /// `vouched`: peers that vouched earlier in this run, asked with a short timeout (below).
     async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
-        let listing = self.provider.list().await?;
+        let (listing, source) = self.provider.list().await?;
         let candidates = discovery::validate(listing.candidates)?;
         let me = discovery::identify(
             &candidates,
@@ -117,6 +119,7 @@ impl Agent {
         let probes = self.probe_peers(&candidates, me, vouched).await;
         let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
         Ok(Observation {
+            source,
             candidates,
             me,
             data: data.dir,
@@ -217,6 +220,9 @@ impl Agent {
     /// Observe once and show what a run would do, without waiting or changing anything.
     pub async fn plan(&self) -> Result<Plan, Failure> {
         let mut checked = preflight::before_discovery(&self.settings).await?;
+        // One look: a source that fails is passed over at once, to show what a run would
+        // fall back to.
+        self.provider.impatient();
         let obs = self
             .observe()
             .await
@@ -320,6 +326,7 @@ impl Agent {
                             }
                             return Ok(Done {
                                 outcome,
+                                source: obs.source.clone(),
                                 env,
                                 steps,
                             });
