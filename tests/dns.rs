@@ -374,25 +374,30 @@ fn a_dns_server_that_does_not_answer_is_retried_until_the_deadline() {
     );
 }
 
+/// SRV and address records naming the lab's machines `infra0.DOMAIN`...; the machines take those
+/// names, and etcd resolves them itself, through /etc/hosts in its own namespace.
+fn records_of(lab: &mut Lab, domain: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut hosts = String::new();
+    for (i, node) in lab.nodes.iter_mut().enumerate() {
+        let target = format!("infra{i}.{domain}");
+        lines.push(srv(&format!("_etcd-server._tcp.{domain}"), &target, 2380));
+        lines.push(host(&target, &node.ip));
+        hosts.push_str(&format!("{} {target}\n", node.ip));
+        node.name = format!("infra{i}");
+    }
+    let hosts_file = lab.root.path().join("hosts");
+    std::fs::write(&hosts_file, hosts).unwrap();
+    lab.hosts_file = Some(hosts_file);
+    lines
+}
+
 #[test]
 fn three_real_etcd_members_bootstrap_from_srv_records() {
     let d = "example.test";
     let mut lab = Lab::new(etcd34(), 40, 3, 3);
-    let mut lines = Vec::new();
-    let mut hosts = String::new();
+    let dns = Dns::start(15410, d, &records_of(&mut lab, d));
     for i in 0..3 {
-        let target = format!("infra{i}.{d}");
-        lines.push(srv(&format!("_etcd-server._tcp.{d}"), &target, 2380));
-        lines.push(host(&target, &lab.nodes[i].ip));
-        hosts.push_str(&format!("{} {target}\n", lab.nodes[i].ip));
-    }
-    let dns = Dns::start(15410, d, &lines);
-    // etcd resolves the peer URLs' host names itself, through /etc/hosts in its own namespace.
-    let hosts_file = lab.root.path().join("hosts");
-    std::fs::write(&hosts_file, hosts).unwrap();
-    lab.hosts_file = Some(hosts_file);
-    for i in 0..3 {
-        lab.nodes[i].name = format!("infra{i}");
         let block = format!(
             "[discovery.dns]\ndomain = \"{d}\"\nnameservers = [\"{}\"]",
             dns.nameserver()
@@ -487,18 +492,7 @@ fn the_api_down_dns_srv_takes_over_and_the_cluster_forms() {
 
     let d = "fallback.test";
     let mut lab = Lab::new(etcd34(), 41, 3, 3);
-    let mut lines = Vec::new();
-    let mut hosts = String::new();
-    for i in 0..3 {
-        let target = format!("infra{i}.{d}");
-        lines.push(srv(&format!("_etcd-server._tcp.{d}"), &target, 2380));
-        lines.push(host(&target, &lab.nodes[i].ip));
-        hosts.push_str(&format!("{} {target}\n", lab.nodes[i].ip));
-    }
-    let dns = Dns::start(15411, d, &lines);
-    let hosts_file = lab.root.path().join("hosts");
-    std::fs::write(&hosts_file, hosts).unwrap();
-    lab.hosts_file = Some(hosts_file);
+    let dns = Dns::start(15411, d, &records_of(&mut lab, d));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -518,7 +512,6 @@ fn the_api_down_dns_srv_takes_over_and_the_cluster_forms() {
     let token = lab.root.path().join("do-token");
     std::fs::write(&token, "dop_v1_fallbacktest").unwrap();
     for i in 0..3 {
-        lab.nodes[i].name = format!("infra{i}");
         let block = format!(
             "fallback = [\"dns\"]\nfallback_after = \"1s\"\n\
              [discovery.digitalocean]\ntag = \"etcd\"\napi_url = \"{api}\"\n\
