@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod http;
 pub mod member;
 pub mod notify;
+pub mod outcome;
 pub mod preflight;
 pub mod promote;
 pub mod report;

@@ -1,6 +1,7 @@
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
@@ -8,8 +9,8 @@ use etcd_bootstrap::cli::{Cli, Command, Format};
 use etcd_bootstrap::config::{self, Layers};
 use etcd_bootstrap::decide::Decision;
 use etcd_bootstrap::error::{Failure, Kind};
-use etcd_bootstrap::run::Agent;
-use etcd_bootstrap::{notify, report};
+use etcd_bootstrap::run::{Agent, Done};
+use etcd_bootstrap::{notify, outcome, report};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -45,7 +46,13 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            tracing::error!("{}", f.message);
+            let fields = [
+                ("ETCD_BOOTSTRAP_RESULT", "failed".to_owned()),
+                ("ETCD_BOOTSTRAP_EXIT_CODE", f.kind.exit_code().to_string()),
+            ];
+            if !to_journal(&f.message, outcome::journal::ERR, &fields) {
+                tracing::error!("{}", f.message);
+            }
             notify::failed(&format!("failed: {}", f.message), f.kind.errno());
             ExitCode::from(f.kind.exit_code() as u8)
         }
@@ -148,8 +155,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
 
 fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Result<(), Failure> {
     notify::status("discovering peers");
-    let done = runtime.block_on(agent.run(dry_run))?;
+    let started = Instant::now();
+    let result = runtime.block_on(agent.run(dry_run));
     if dry_run {
+        let done = result?;
         for (action, why) in &done.steps {
             tracing::info!("dry run: would {action:?}: {why}");
         }
@@ -161,26 +170,97 @@ fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Resul
         print!("{}", done.env);
         return Ok(());
     }
-    let path = agent.settings.env_file.display();
-    let state = match &done.outcome.decision {
-        Decision::Start(p) => p.state.as_str(),
-        _ => unreachable!("run returns only start decisions"),
-    };
+    let settings = &agent.settings;
+    let record = record(agent, &result, started.elapsed());
+    outcome::write(
+        &record,
+        &settings.outcome_file,
+        settings.metrics_file.as_deref(),
+    );
+    let done = result?;
+    let path = settings.env_file.display();
+    let state = record.state.unwrap_or_default();
     let source = match &done.source.fallback_because {
         Some(why) => format!(" (members from {}, a fallback: {why})", done.source.name),
         None => String::new(),
     };
-    tracing::info!(
-        row = done.outcome.row.as_str(),
-        state,
-        source = done.source.name,
-        "wrote {path}: {}{source}",
-        done.outcome.reason
-    );
+    let line = format!("wrote {path}: {}{source}", done.outcome.reason);
+    let fields = [
+        ("ETCD_BOOTSTRAP_RESULT", "ok".to_owned()),
+        ("ETCD_BOOTSTRAP_EXIT_CODE", "0".to_owned()),
+        ("ETCD_BOOTSTRAP_ROW", done.outcome.row.as_str().to_owned()),
+        ("ETCD_BOOTSTRAP_STATE", state.to_owned()),
+        ("ETCD_BOOTSTRAP_NAME", done.this_node.to_string()),
+        ("ETCD_BOOTSTRAP_SOURCE", done.source.name.to_owned()),
+        (
+            "ETCD_BOOTSTRAP_DURATION_MS",
+            record.timings_ms.total.to_string(),
+        ),
+    ];
+    if !to_journal(&line, outcome::journal::INFO, &fields) {
+        tracing::info!(
+            row = done.outcome.row.as_str(),
+            state,
+            source = done.source.name,
+            "{line}"
+        );
+    }
     notify::ready(&format!(
         "{} ({}): wrote {path}{source}",
         state,
         done.outcome.row.as_str()
     ));
     Ok(())
+}
+
+/// The outcome record of a run that ended with `result` after `took`.
+fn record(agent: &Agent, result: &Result<Done, Failure>, took: Duration) -> outcome::Record {
+    let (listing, probing) = agent.time_spent();
+    let finished_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut record = outcome::Record {
+        agent_version: env!("CARGO_PKG_VERSION"),
+        finished_at,
+        result: "ok",
+        exit_code: 0,
+        row: None,
+        state: None,
+        this_node: None,
+        members: Vec::new(),
+        reason: String::new(),
+        source: None,
+        timings_ms: outcome::TimingsMs::new(listing, probing, took),
+        requests: outcome::counters::requests(),
+    };
+    match result {
+        Ok(done) => {
+            record.row = Some(done.outcome.row.as_str());
+            if let Decision::Start(plan) = &done.outcome.decision {
+                record.state = Some(plan.state.as_str());
+                record.members = plan
+                    .initial_cluster
+                    .iter()
+                    .map(|(name, url)| format!("{name}={url}"))
+                    .collect();
+            }
+            record.this_node = Some(done.this_node.to_string());
+            record.reason = done.outcome.reason.clone();
+            record.source = Some(done.source.clone());
+        }
+        Err(f) => {
+            record.result = "failed";
+            record.exit_code = f.kind.exit_code();
+            record.reason = f.message.clone();
+        }
+    }
+    record
+}
+
+/// Sends the final line to the journal with its fields, when stderr is the journal. `false`:
+/// not sent; the caller logs it as usual.
+fn to_journal(line: &str, priority: u8, fields: &[(&str, String)]) -> bool {
+    use outcome::journal;
+    journal::stderr_is_journal()
+        && journal::send(Path::new(journal::SOCKET), line, priority, fields).is_ok()
 }

@@ -200,6 +200,11 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         assert_eq!(s.cluster.data_dir, PathBuf::from("/var/lib/etcd/default"));
         assert_eq!(s.discovery.timeout, std::time::Duration::from_secs(600));
         assert_eq!(s.env_file, PathBuf::from("/run/etcd-bootstrap/etcd.env"));
+        assert_eq!(
+            s.outcome_file,
+            PathBuf::from("/run/etcd-bootstrap/outcome.json")
+        );
+        assert_eq!(s.metrics_file, None);
         assert!(s.cluster.remove_dead_members);
         assert!(!s.cluster.join_as_learner);
     }

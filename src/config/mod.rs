@@ -29,6 +29,11 @@ pub struct Settings {
     pub cluster: ClusterSpec,
     pub discovery: DiscoverySettings,
     pub env_file: PathBuf,
+    /// The outcome record, written after every run (docs/outcome.md); by default beside the env
+    /// file.
+    pub outcome_file: PathBuf,
+    /// The same figures as a Prometheus textfile; `None`: not written.
+    pub metrics_file: Option<PathBuf>,
     pub etcd_client: EtcdClientSettings,
     pub tls: EtcdTls,
     pub etcd: EtcdSettings,
@@ -199,15 +204,37 @@ impl Settings {
             );
         }
 
-        let env_file = raw
-            .output
-            .env_file
-            .unwrap_or_else(|| "/run/etcd-bootstrap/etcd.env".into());
-        if env_file.file_name().is_none() || !env_file.is_absolute() {
-            return Err(format!(
-                "output.env_file {} must be an absolute path to a file",
-                env_file.display()
-            ));
+        let output = raw.output;
+        let file = |key: &str, path: PathBuf| -> Result<PathBuf, String> {
+            if path.file_name().is_none() || !path.is_absolute() {
+                return Err(format!(
+                    "output.{key} {} must be an absolute path to a file",
+                    path.display()
+                ));
+            }
+            Ok(path)
+        };
+        let env_file = file(
+            "env_file",
+            output
+                .env_file
+                .unwrap_or_else(|| "/run/etcd-bootstrap/etcd.env".into()),
+        )?;
+        // Beside the env file unless said otherwise: /run/etcd-bootstrap/outcome.json.
+        let outcome_file = file(
+            "outcome_file",
+            output
+                .outcome_file
+                .unwrap_or_else(|| env_file.with_file_name("outcome.json")),
+        )?;
+        let metrics_file = output
+            .metrics_file
+            .map(|p| file("metrics_file", p))
+            .transpose()?;
+        if outcome_file == env_file || metrics_file.as_ref() == Some(&env_file) {
+            return Err(
+                "output.outcome_file and output.metrics_file must not be output.env_file".into(),
+            );
         }
 
         let e = raw.etcd_client;
@@ -285,6 +312,8 @@ impl Settings {
             cluster,
             discovery,
             env_file,
+            outcome_file,
+            metrics_file,
             etcd_client,
             tls,
             etcd,

@@ -147,6 +147,8 @@ pub struct RawDns {
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
     pub env_file: Option<PathBuf>,
+    pub outcome_file: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

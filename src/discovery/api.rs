@@ -127,6 +127,7 @@ impl ApiClient {
         url: &str,
     ) -> Result<Answer, Failed> {
         let what = self.what;
+        crate::outcome::counters::discovery_request();
         let resp = req.send().await.map_err(|e| {
             let why = if e.is_timeout() {
                 "timed out".to_owned()

@@ -238,6 +238,7 @@ impl EtcdClient {
         body: &B,
     ) -> Result<T, CallError> {
         let url = format!("{base}{path}");
+        crate::outcome::counters::etcd_request();
         let resp = self
             .http
             .post(&url)
@@ -255,6 +256,7 @@ impl EtcdClient {
     }
 
     async fn send_get(&self, url: &str) -> Result<reqwest::Response, CallError> {
+        crate::outcome::counters::etcd_request();
         self.http
             .get(url)
             .send()

@@ -1,6 +1,7 @@
 //! The I/O around the decision core: observe (discover, identify, inspect the data dir, probe
 //! the peers), decide, carry out one step, and again, until etcd can start or the deadline passes.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -46,6 +47,9 @@ pub struct Agent {
     etcd: EtcdClient,
     local: LocalMachine,
     addresses: AddressBook,
+    /// Time spent listing and asking peers so far, for the outcome record.
+    spent_listing: Cell<Duration>,
+    spent_probing: Cell<Duration>,
 }
 
 /// What `plan` shows: one look, what a run would do on it, and the preflight checks.
@@ -58,6 +62,7 @@ pub struct Plan {
 
 /// The result of a successful run: what was decided and the file that says it.
 pub struct Done {
+    pub this_node: MemberName,
     pub outcome: Outcome,
     /// Where the members came from.
     pub source: discovery::SourceUsed,
@@ -81,6 +86,8 @@ impl Agent {
             etcd,
             local,
             addresses,
+            spent_listing: Cell::default(),
+            spent_probing: Cell::default(),
         })
     }
 
@@ -90,7 +97,10 @@ impl Agent {
 
     /// `vouched`: peers that vouched earlier in this run, asked with a short timeout (below).
     async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
-        let (listing, source) = self.provider.list().await?;
+        let listing_started = Instant::now();
+        let listed = self.provider.list().await;
+        self.spent(&self.spent_listing, listing_started);
+        let (listing, source) = listed?;
         let candidates = discovery::validate(listing.candidates)?;
         let me = discovery::identify(
             &candidates,
@@ -116,8 +126,10 @@ impl Agent {
                 message: f.message,
             })?;
 
+        let probing_started = Instant::now();
         let probes = self.probe_peers(&candidates, me, vouched).await;
         let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
+        self.spent(&self.spent_probing, probing_started);
         Ok(Observation {
             source,
             candidates,
@@ -325,6 +337,7 @@ impl Agent {
                                 )?;
                             }
                             return Ok(Done {
+                                this_node: me.name.clone(),
                                 outcome,
                                 source: obs.source.clone(),
                                 env,
@@ -433,11 +446,22 @@ impl Agent {
                 PEER_LOOK
             };
             tokio::time::sleep(step.min(until - now)).await;
+            let probing_started = Instant::now();
             let probes = self.probe_peers(&obs.candidates, obs.me, &vouched).await;
+            self.spent(&self.spent_probing, probing_started);
             if probes != obs.probes {
                 return Some(probes);
             }
         }
+    }
+
+    fn spent(&self, on: &Cell<Duration>, since: Instant) {
+        on.set(on.get() + since.elapsed());
+    }
+
+    /// Time spent so far listing machines, and asking peers.
+    pub fn time_spent(&self) -> (Duration, Duration) {
+        (self.spent_listing.get(), self.spent_probing.get())
     }
 
     pub fn etcd(&self) -> &EtcdClient {

@@ -8,7 +8,8 @@
 #
 # Checks: etcd-bootstrap.service is active (exited) with its STATUS= text; etcd.service runs
 # with the written environment; three containers form one cluster; a rebooted container keeps
-# its data and membership; a container whose agent cannot decide never starts etcd.
+# its data and membership; a container whose agent cannot decide never starts etcd; each run's
+# outcome record and journal fields; a config file for etcd is refused.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deb=$(realpath "${1:?usage: tests/boot/run.sh PATH-TO.deb}")
@@ -133,7 +134,14 @@ for c in c1 c2 c3; do
     environ=$(in_container "$c" cat "/proc/$pid/environ" | tr '\0' '\n')
     grep -qx "ETCD_NAME=$c" <<<"$environ" || fail "$c: etcd runs without ETCD_NAME=$c"
     grep -qx "ETCD_INITIAL_CLUSTER_STATE=$want" <<<"$environ" || fail "$c: \"$status\" but etcd does not run with state $want"
-    log "$c: etcd-bootstrap active (exited), \"$status\"; etcd active as $c"
+    # The outcome as data: the record beside the env file, and the final journal line's fields.
+    in_container "$c" grep -q '"result": "ok"' /run/etcd-bootstrap/outcome.json \
+        || fail "$c: no ok outcome record: $(in_container "$c" cat /run/etcd-bootstrap/outcome.json)"
+    fields=$(in_container "$c" journalctl --no-pager -o json -u etcd-bootstrap ETCD_BOOTSTRAP_RESULT=ok)
+    grep -q "\"ETCD_BOOTSTRAP_STATE\":\"$want\"" <<<"$fields" \
+        || fail "$c: no journal entry with ETCD_BOOTSTRAP_STATE=$want: $fields"
+    grep -q "\"ETCD_BOOTSTRAP_NAME\":\"$c\"" <<<"$fields" || fail "$c: no ETCD_BOOTSTRAP_NAME=$c: $fields"
+    log "$c: etcd-bootstrap active (exited), \"$status\"; etcd active as $c; outcome recorded"
 done
 [ "$bootstrapped" -ge 2 ] || fail "only $bootstrapped of 3 bootstrapped; a cluster needs 2"
 before=$(members)
@@ -154,6 +162,9 @@ status=$(in_container c4 systemctl show -p StatusText --value etcd-bootstrap.ser
 etcd_state=$(in_container c4 systemctl show -p ActiveState --value etcd.service)
 [ "$etcd_state" != active ] || fail "c4: etcd.service is active although the agent failed"
 in_container c4 test ! -e /var/lib/etcd/default/member || fail "c4: etcd created data"
+in_container c4 grep -q '"exit_code": 69' /run/etcd-bootstrap/outcome.json || fail "c4: no failed outcome record"
+in_container c4 journalctl --no-pager -o json -u etcd-bootstrap ETCD_BOOTSTRAP_EXIT_CODE=69 | grep -q 'no decision within' \
+    || fail "c4: no journal entry with ETCD_BOOTSTRAP_EXIT_CODE=69"
 log "c4: etcd-bootstrap failed (\"$status\"); etcd.service $etcd_state, no data created"
 
 # 6. Reboot c1: same data, same membership, the agent restarts it as existing.
@@ -168,4 +179,18 @@ after=$(members)
 ids() { grep -o '"ID":"[0-9]*"' <<<"$1" | sort; }
 [ "$(ids "$before")" = "$(ids "$after")" ] || fail "membership changed across the reboot: $before / $after"
 log "c1 rebooted: \"$status\", membership unchanged"
+
+# 7. A config file for etcd (which would make it ignore the env file) is refused before etcd
+# restarts; the cluster keeps its quorum on c1 and c3.
+in_container c2 mkdir -p /etc/systemd/system/etcd.service.d
+printf '[Service]\nEnvironment=ETCD_CONFIG_FILE=/etc/etcd/etcd.yml\n' \
+    | in_container c2 tee /etc/systemd/system/etcd.service.d/50-config-file.conf >/dev/null
+in_container c2 systemctl daemon-reload
+in_container c2 systemctl restart etcd-bootstrap.service 2>/dev/null && fail "c2: the agent accepted a config file"
+status=$(in_container c2 systemctl show -p StatusText --value etcd-bootstrap.service)
+[[ "$status" == "failed: etcd.service's Environment sets ETCD_CONFIG_FILE=/etc/etcd/etcd.yml: etcd reads only its config file"* ]] \
+    || fail "c2 with a config file: status text is '$status'"
+code=$(in_container c2 systemctl show -p ExecMainStatus --value etcd-bootstrap.service)
+[ "$code" = 78 ] || fail "c2 with a config file: exit status $code, not 78"
+log "c2 with ETCD_CONFIG_FILE set: refused (exit 78)"
 log "PASSED"

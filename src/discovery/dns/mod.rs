@@ -93,6 +93,7 @@ impl DnsSrv {
 
     /// SRV answers as (target with trailing dot, port); `None` when the name has no records.
     async fn srv(&self, name: &str) -> Result<Option<Vec<(String, u16)>>, DiscoveryError> {
+        crate::outcome::counters::discovery_request();
         match self.resolver.srv_lookup(name).await {
             Ok(lookup) => Ok(Some(
                 lookup
@@ -211,6 +212,7 @@ impl DnsSrv {
     }
 
     async fn resolve(&self, target: &str) -> Result<Vec<IpAddr>, DiscoveryError> {
+        crate::outcome::counters::discovery_request();
         match self.resolver.lookup_ip(target).await {
             Ok(ips) => {
                 let mut ips: Vec<IpAddr> = ips.iter().collect();

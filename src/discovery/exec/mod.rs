@@ -51,6 +51,7 @@ impl Exec {
 
     /// Runs the command to its end (or its timeout): exit status, stdout, stderr.
     async fn run(&self) -> Result<(std::process::ExitStatus, Vec<u8>, String), DiscoveryError> {
+        crate::outcome::counters::discovery_request();
         let mut child = tokio::process::Command::new(self.program())
             .args(&self.settings.command[1..])
             .stdin(Stdio::null())
