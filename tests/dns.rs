@@ -182,8 +182,19 @@ fn https_records_give_https_peer_urls_named_by_the_first_label() {
         &three(&format!("_etcd-server-ssl._tcp.{d}"), d, "127.30.1"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let tls = "peer_scheme = \"https\"\n[tls]\npeer_cert_file = \"/etc/etcd/peer.crt\"\npeer_key_file = \"/etc/etcd/peer.key\"";
-    let cfg = write_config(dir.path(), 3, &dns, d, "", tls);
+    // The preflight reads the files the env file names: a peer certificate for the SRV
+    // targets' names, made here.
+    let names: Vec<String> = (0..3).map(|i| format!("infra{i}.{d}")).collect();
+    let cert = rcgen::generate_simple_self_signed(names).unwrap();
+    let (crt, key) = (dir.path().join("peer.crt"), dir.path().join("peer.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "peer_scheme = \"https\"\n[tls]\npeer_cert_file = \"{}\"\npeer_key_file = \"{}\"",
+        crt.display(),
+        key.display()
+    );
+    let cfg = write_config(dir.path(), 3, &dns, d, "", &tls);
     let v = plan(&cfg, &["--name", "infra1"]);
     assert_eq!(v["outcome"]["row"], "bootstrap", "{v:#}");
     assert_eq!(
