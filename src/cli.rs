@@ -47,7 +47,7 @@ pub struct Cli {
     /// Override discovery.provider.
     #[arg(long, global = true, value_name = "NAME")]
     pub provider: Option<String>,
-    /// Override discovery.timeout (e.g. 30s, 10m).
+    /// Override discovery.timeout (e.g. 30s, 10m; "off": wait as long as it takes, the default).
     #[arg(long, global = true, value_name = "DURATION")]
     pub timeout: Option<String>,
     /// Override output.env_file.

@@ -198,7 +198,7 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         assert_eq!(s.cluster.peer_port, 2380);
         assert_eq!(s.cluster.client_port, 2379);
         assert_eq!(s.cluster.data_dir, PathBuf::from("/var/lib/etcd/default"));
-        assert_eq!(s.discovery.timeout, std::time::Duration::from_secs(600));
+        assert_eq!(s.discovery.timeout, None, "unbounded unless set");
         assert_eq!(s.env_file, PathBuf::from("/run/etcd-bootstrap/etcd.env"));
         assert_eq!(
             s.outcome_file,

@@ -93,7 +93,9 @@ pub struct DiscoverySettings {
     /// Tried in order when the source in use fails (retryably) for `fallback_after`.
     pub fallback: Vec<Provider>,
     pub fallback_after: Duration,
-    pub timeout: Duration,
+    /// Off (`None`, the default): a wait that only the peers can end lasts as long as it
+    /// takes. Set: the run fails (exit 69) when it has not decided by then.
+    pub timeout: Option<Duration>,
     pub interval: Duration,
     pub max_interval: Duration,
 }
@@ -194,7 +196,10 @@ impl Settings {
                 d.fallback_after.as_deref(),
                 "1m",
             )?,
-            timeout: dur("discovery.timeout", timeout.as_deref(), "10m")?,
+            timeout: match timeout.as_deref() {
+                None | Some("off") => None,
+                Some(v) => Some(dur("discovery.timeout", Some(v), "")?),
+            },
             interval: dur("discovery.interval", interval.as_deref(), "1s")?,
             max_interval: dur("discovery.max_interval", max_interval.as_deref(), "15s")?,
         };

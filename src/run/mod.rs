@@ -287,7 +287,9 @@ impl Agent {
 
     async fn run_with(&self, dry_run: bool, voucher: &mut VoucherSlot) -> Result<Done, Failure> {
         let d = &self.settings.discovery;
-        let deadline = Instant::now() + d.timeout;
+        // Off by default: waiting that only the peers' arrival can end goes on as long as it
+        // takes (a machine may boot hours late); errors waiting cannot fix fail at once.
+        let deadline = d.timeout.map(|t| Instant::now() + t);
         let mut backoff = Backoff::from_entropy(d.interval, d.max_interval);
         let mut memory = RunMemory::default();
         let mut last_reason = String::new();
@@ -392,13 +394,12 @@ impl Agent {
                 last_reason = waiting_for.clone();
             }
             let now = Instant::now();
-            if now >= deadline {
+            if let (Some(deadline), Some(timeout)) = (deadline, d.timeout)
+                && now >= deadline
+            {
                 return Err(Failure::new(
                     wait_kind,
-                    format!(
-                        "no decision within discovery.timeout ({:?}): {waiting_for}",
-                        d.timeout
-                    ),
+                    format!("no decision within discovery.timeout ({timeout:?}): {waiting_for}"),
                 ));
             }
             // Waiting out the settle: look again when it ends, and at least every
@@ -407,7 +408,7 @@ impl Agent {
                 Some(left) => (left + SETTLE_MARGIN).min(d.max_interval),
                 None => backoff.next_delay(),
             }
-            .min(deadline - now);
+            .min(deadline.map_or(Duration::MAX, |d| d - now));
             notify::waiting(&waiting_for, pause + Duration::from_secs(30));
             match watch {
                 Some(obs) => {

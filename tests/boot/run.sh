@@ -6,7 +6,8 @@
 #
 #   tests/boot/run.sh target/packages/etcd-bootstrap_*.deb
 #
-# Checks: etcd-bootstrap.service is active (exited) with its STATUS= text; etcd.service runs
+# Checks: a container that boots minutes late joins the two that waited for it, untouched, with
+# their boot finished meanwhile; etcd-bootstrap.service is active (exited) with its STATUS= text; etcd.service runs
 # with the written environment; three containers form one cluster; a rebooted container keeps
 # its data and membership; a container whose agent cannot decide never starts etcd; each run's
 # outcome record and journal fields; a config file for etcd is refused.
@@ -54,8 +55,9 @@ rm "$work/image/tmp/etcd-bootstrap.deb"
 [ -d "$work/image/etc/etcd-bootstrap/credentials" ] || fail "the package did not create the credentials directory"
 
 # 3. Containers: c1..c3 are the cluster; c4 carries another tag, with size 5, and cannot decide.
-container() { # name index tag size
-    local name=$1 i=$2 tag=$3 size=$4 root=$work/$1
+container() { # name index tag size [timeout]
+    local name=$1 i=$2 tag=$3 size=$4 root=$work/$1 deadline=""
+    [ -z "${5:-}" ] || deadline="timeout = \"$5\""
     cp -a "$work/image" "$root"
     echo "$name" >"$root/etc/hostname"
     cat >"$root/etc/etcd-bootstrap/config.toml" <<TOML
@@ -64,7 +66,7 @@ size = $size
 token = "boot-test"
 [discovery]
 provider = "digitalocean"
-timeout = "20s"
+$deadline
 interval = "500ms"
 [discovery.digitalocean]
 tag = "$tag"
@@ -104,13 +106,39 @@ python3 tests/boot/mock_cloud.py "$api_port" tests/fixtures/digitalocean/droplet
     -- "$((api_port + 1)):7001" "$((api_port + 2)):7002" "$((api_port + 3)):7003" "$((api_port + 4)):7004" \
     >"$work/mock.log" 2>&1 &
 pids+=($!)
-for i in 1 2 3; do container "c$i" "$i" etcd:boot 3; done
-container c4 4 etcd:other 5
+# c1..c3 wait as long as it takes (the default); c4 has a deadline and must fail at it.
+for i in 1 2 3; do
+    container "c$i" "$i" etcd:boot 3
+    # A start timeout far shorter than c3's lateness: only the agent's EXTEND_TIMEOUT_USEC=
+    # keeps systemd from killing it while it waits on purpose.
+    mkdir -p "$work/c$i/etc/systemd/system/etcd-bootstrap.service.d"
+    printf '[Service]\nTimeoutStartSec=60s\n' >"$work/c$i/etc/systemd/system/etcd-bootstrap.service.d/50-short.conf"
+done
+container c4 4 etcd:other 5 20s
 sleep 1
 grep -q ready "$work/mock.log" || fail "the mock cloud did not start"
 
-log "booting c1 c2 c3 c4"
-for c in c1 c2 c3 c4; do boot "$c"; done
+# c3 boots late: well after c4's 20 s deadline (the old default behaviour) and after c1's and
+# c2's unit start timeout, with nobody touching c1 or c2 in between.
+late_gap=${BOOT_TEST_LATE_GAP:-180}
+log "booting c1 c2 c4; c3 follows ${late_gap}s later"
+for c in c1 c2 c4; do boot "$c"; done
+booted=$(date +%s)
+wait_for c4 etcd-bootstrap.service failed 60 || fail "c4: etcd-bootstrap.service did not fail"
+for c in c1 c2; do
+    wait_for "$c" multi-user.target active 60 || fail "$c: the boot waits for the agent (multi-user.target not reached)"
+    state=$(in_container "$c" systemctl show -p ActiveState --value etcd-bootstrap.service)
+    [ "$state" = activating ] || fail "$c: etcd-bootstrap.service is $state while c3 is away"
+done
+sleep $((booted + late_gap - $(date +%s)))
+for c in c1 c2; do
+    state=$(in_container "$c" systemctl show -p ActiveState --value etcd-bootstrap.service)
+    status=$(in_container "$c" systemctl show -p StatusText --value etcd-bootstrap.service)
+    [ "$state" = activating ] || fail "$c: etcd-bootstrap.service is $state after ${late_gap}s"
+    [[ "$status" == *"c3"* ]] || fail "$c: after ${late_gap}s the status does not name c3: '$status'"
+    log "$c after ${late_gap}s: multi-user.target reached; the agent waits: \"$status\""
+done
+boot c3
 for c in c1 c2 c3; do
     wait_for "$c" etcd.service active 90 || fail "$c: etcd.service did not become active"
 done
@@ -154,8 +182,7 @@ for i in 2 3; do
 done
 log "one cluster of 3 started members"
 
-# 5. The undecidable container: its agent fails at the deadline, and etcd never starts.
-wait_for c4 etcd-bootstrap.service failed 60 || fail "c4: etcd-bootstrap.service did not fail"
+# 5. The undecidable container with a deadline: its agent fails at it, and etcd never starts.
 status=$(in_container c4 systemctl show -p StatusText --value etcd-bootstrap.service)
 [[ "$status" == "failed: no decision within discovery.timeout"*"waiting for 5 members, found 1: c4"* ]] \
     || fail "c4: status text is '$status'"
