@@ -85,6 +85,18 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_name = "DURATION")]
         timeout: String,
     },
+    /// Leave the cluster for good (decommissioning: a lifecycle hook, a shutdown script): hand
+    /// leadership to the healthiest other voter if this member leads, then remove this member.
+    /// Refuses when the cluster would lose its quorum. Idempotent.
+    Leave {
+        /// Give up after this long.
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        timeout: String,
+        /// Afterwards, once etcd has stopped, rename the data dir to
+        /// `<data_dir>.left-<unix time>`, so a later boot of this disk joins afresh.
+        #[arg(long)]
+        move_data_aside: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), for packaging.

@@ -12,6 +12,7 @@ pub mod envfile;
 pub mod error;
 pub mod etcd;
 pub mod http;
+pub mod leave;
 pub mod member;
 pub mod notify;
 pub mod outcome;

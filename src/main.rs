@@ -149,6 +149,21 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             notify::status(&done);
             Ok(())
         }
+        Some(Command::Leave {
+            timeout,
+            move_data_aside,
+        }) => {
+            let timeout: Duration = config::duration::parse(&timeout)
+                .map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))?;
+            let done = runtime.block_on(etcd_bootstrap::leave::leave(
+                &agent,
+                timeout,
+                move_data_aside,
+            ))?;
+            tracing::info!("{done}");
+            notify::status(&done);
+            Ok(())
+        }
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
     }
 }

@@ -46,13 +46,14 @@ pub async fn promote(agent: &Agent, timeout: Duration) -> Result<String, Failure
     }
 }
 
-/// What promote needs from the env file.
-struct Written {
-    my_peer: String,
-    endpoints: Vec<String>,
+/// What promote and leave need from the env file: this node's peer URL, and client endpoints,
+/// this node's first.
+pub(crate) struct Written {
+    pub my_peer: String,
+    pub endpoints: Vec<String>,
 }
 
-fn read_env_file(agent: &Agent) -> Result<Written, Failure> {
+pub(crate) fn read_env_file(agent: &Agent) -> Result<Written, Failure> {
     let path = &agent.settings.env_file;
     let text = std::fs::read_to_string(path).map_err(|e| {
         Failure::new(

@@ -39,12 +39,19 @@ fn a_machine_booting_late_completes_the_cluster(etcd: Etcd, block: u8) {
         assert!(!lab.nodes[i].env_file().exists());
     }
     let late = lab.agent_ok(2);
-    assert!(stderr(&late).contains("row=\"bootstrap\""), "{}", stderr(&late));
+    assert!(
+        stderr(&late).contains("row=\"bootstrap\""),
+        "{}",
+        stderr(&late)
+    );
     for (i, agent) in early.into_iter().enumerate() {
         let out = agent.wait_with_output().unwrap();
         let err = stderr(&out);
         assert!(out.status.success(), "{}: {err}", lab.nodes[i].name);
-        assert!(err.contains("waiting: "), "it said what it waited for: {err}");
+        assert!(
+            err.contains("waiting: "),
+            "it said what it waited for: {err}"
+        );
         assert!(err.contains("row=\"bootstrap\""), "{err}");
     }
     for i in 0..3 {

@@ -191,6 +191,15 @@ impl EtcdClient {
         })
     }
 
+    /// Hands leadership to `target` (`etcdctl move-leader`); `endpoint` must be the leader's.
+    pub async fn move_leader(&self, endpoint: &str, target: u64) -> Result<(), CallError> {
+        let body = serde_json::json!({ "targetID": target.to_string() });
+        let _: serde_json::Value = self
+            .post(endpoint, "/v3/maintenance/transfer-leadership", &body)
+            .await?;
+        Ok(())
+    }
+
     /// `GET /health`: true when the member sees a leader (503 and `"false"` otherwise).
     pub async fn healthy(&self, endpoint: &str) -> Result<bool, CallError> {
         #[derive(serde::Deserialize)]
