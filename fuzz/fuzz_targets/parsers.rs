@@ -1,5 +1,6 @@
 //! Every parser of outside input: provider pages (EC2's XML too), etcd's gateway and peer-port
-//! JSON, and a configuration layer (TOML, then validation). None may panic, and a configuration
+//! JSON, a certificate's validity (the preflight's DER reader), and a configuration layer (TOML,
+//! then validation). None may panic, and a configuration
 //! error stays one line (it is printed as one).
 #![no_main]
 
@@ -7,6 +8,7 @@ use etcd_bootstrap::config::{Raw, Settings};
 use etcd_bootstrap::discovery::aws::ec2;
 use etcd_bootstrap::discovery::{digitalocean, hetzner};
 use etcd_bootstrap::etcd::wire;
+use etcd_bootstrap::preflight::x509;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         3 => drop(serde_json::from_slice::<Vec<wire::Member>>(body)),
         5 => drop(ec2::parse_page(body)),
         6 => drop(ec2::parse_error(body)),
+        4 if body.first() == Some(&0x30) => drop(x509::validity(body)),
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
                 return;

@@ -72,7 +72,11 @@ fn expect(der: &[u8], want: u8) -> Result<(&[u8], &[u8]), String> {
 /// UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
 fn time(der: &[u8]) -> Result<(i64, &[u8]), String> {
     let (tag, content, rest) = tlv(der)?;
-    let text = std::str::from_utf8(content).unwrap_or("");
+    // ASCII only: the slicing below is by byte.
+    let text = std::str::from_utf8(content)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .unwrap_or("");
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let (year, rest_of) = match (tag, text.len()) {
         (UTC_TIME, 13) if digits(&text[..12]) => {
@@ -154,11 +158,17 @@ mod tests {
 
     #[test]
     fn cut_or_foreign_der_is_an_error_not_a_panic() {
+        // A validity whose time has a two-byte character where the last digits belong.
+        let utf8_time = [
+            0x30, 0x1a, 0x30, 0x18, 0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x0f, 0x17,
+            0x0d, b'2', b'6', b'0', b'1', b'0', b'1', b'0', b'0', b'0', b'0', b'0', 0xc3, 0xa9,
+        ];
         for bad in [
             &[][..],
             &[0x30],
             &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
             &[0x02, 0x01, 0x00],
+            &utf8_time,
         ] {
             assert!(validity(bad).is_err(), "{bad:?}");
         }
