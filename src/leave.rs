@@ -20,6 +20,9 @@ use crate::run::Agent;
 enum Step {
     Done(String),
     Again(String),
+    /// Leaving now would cost the quorum. Asked again until the deadline (a member may be
+    /// electing a leader, or rebooting), then refused.
+    NotSafeYet(String),
 }
 
 pub async fn leave(
@@ -30,14 +33,15 @@ pub async fn leave(
     let deadline = Instant::now() + timeout;
     let mut backoff = Backoff::from_entropy(Duration::from_millis(200), Duration::from_secs(2));
     let left = loop {
-        let why = match attempt(agent).await? {
+        let (why, kind) = match attempt(agent).await? {
             Step::Done(done) => break done,
-            Step::Again(why) => why,
+            Step::Again(why) => (why, Kind::Unavailable),
+            Step::NotSafeYet(why) => (why, Kind::Unsafe),
         };
         let now = Instant::now();
         if now >= deadline {
             return Err(Failure::new(
-                Kind::Unavailable,
+                kind,
                 format!("did not leave the cluster within {timeout:?}: {why}"),
             ));
         }
@@ -127,15 +131,12 @@ async fn attempt(agent: &Agent) -> Result<Step, Failure> {
     let voters_after = others.iter().filter(|m| !m.is_learner).count();
     let quorum_after = voters_after / 2 + 1;
     if healthy.len() < quorum_after {
-        return Err(Failure::new(
-            Kind::Unsafe,
-            format!(
-                "refusing to leave: without this member the cluster has {voters_after} voters and needs {quorum_after} healthy for a quorum, but only {} are ({} not: {}); bring them back first",
-                healthy.len(),
-                unhealthy.len(),
-                unhealthy.join(", ")
-            ),
-        ));
+        return Ok(Step::NotSafeYet(format!(
+            "refusing to leave: without this member the cluster has {voters_after} voters and needs {quorum_after} healthy for a quorum, but only {} are ({} not: {}); bring them back first",
+            healthy.len(),
+            unhealthy.len(),
+            unhealthy.join(", ")
+        )));
     }
     let mine = &written.endpoints[0];
     if let Ok(status) = etcd.status(mine).await

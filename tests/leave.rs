@@ -168,11 +168,12 @@ fn a_follower_then_the_leader_leave_while_the_cluster_serves(etcd: Etcd, block: 
 fn leaving_is_refused_when_it_would_cost_the_quorum(etcd: Etcd, block: u8) {
     let mut lab = formed(etcd, block);
     lab.stop_etcd(2);
-    let out = lab.agent(0, &["leave"]);
+    // Refused only once it has asked until its deadline: a member may be electing a leader.
+    let out = lab.agent(0, &["leave", "--timeout", "3s"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(79), "{err}");
     assert!(
-        err.contains("refusing to leave: without this member the cluster has 2 voters and needs 2 healthy for a quorum, but only 1 are (1 not: node-3)"),
+        err.contains("did not leave the cluster within 3s: refusing to leave: without this member the cluster has 2 voters and needs 2 healthy for a quorum, but only 1 are (1 not: node-3)"),
         "{err}"
     );
     assert_eq!(lab.members(0).len(), 3, "nothing was removed");
