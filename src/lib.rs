@@ -16,6 +16,7 @@ pub mod leave;
 pub mod member;
 pub mod notify;
 pub mod outcome;
+pub mod pem;
 pub mod preflight;
 pub mod promote;
 pub mod report;

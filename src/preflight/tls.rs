@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{CertificateError, Error as TlsError, RootCertStore};
+use rustls::{CertificateError, Error as TlsError};
 
 use super::user::User;
 use super::x509::{self, Validity};
 use crate::config::EtcdTls;
 use crate::member::Host;
+use crate::pem::{certificates, private_key, trust_anchors};
 
 /// One certificate, key and CA as etcd is told to use them: its client-facing server (`tls.cert_file`)
 /// or its peer port (`tls.peer_cert_file`).
@@ -97,12 +97,7 @@ impl Role<'_> {
             }
         }
         let chain = certificates(&cert_key, self.cert).map_err(fatal)?;
-        let key = PrivateKeyDer::from_pem_file(self.key).map_err(|e| {
-            fatal(format!(
-                "{key_key} {} holds no PEM private key etcd can use ({e})",
-                self.key.display()
-            ))
-        })?;
+        let key = private_key(&key_key, self.key).map_err(fatal)?;
         match rustls::sign::CertifiedKey::from_der(chain.clone(), key, provider) {
             Ok(_) => {}
             Err(TlsError::InconsistentKeys(_)) => {
@@ -152,13 +147,7 @@ impl Role<'_> {
         provider: &CryptoProvider,
     ) -> Result<(), String> {
         let cert_key = self.key_name("cert_file");
-        let mut roots = RootCertStore::empty();
-        for c in certificates(ca_key, ca)? {
-            roots
-                .add(c)
-                .map_err(|e| format!("{ca_key} {}: not a CA certificate: {e}", ca.display()))?;
-        }
-        let roots = Arc::new(roots);
+        let roots = Arc::new(trust_anchors(ca_key, ca)?);
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
         let parsed = ParsedCertificate::try_from(&chain[0])
             .map_err(|e| format!("{cert_key} {}: {e}", self.cert.display()))?;
@@ -248,16 +237,6 @@ fn plain_name(presented: &str) -> &str {
     presented.split_once('(').map_or(presented, |(_, rest)| {
         rest.trim_end_matches(')').trim_matches('"')
     })
-}
-
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{key} {}: not PEM certificates: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{key} {} holds no certificate", path.display()));
-    }
-    Ok(certs)
 }
 
 /// Readable by this process, and by etcd's user when that is someone else.

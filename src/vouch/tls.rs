@@ -2,14 +2,12 @@
 //! and with `tls.peer_client_cert_auth` a client certificate signed by the peer CA, so only
 //! members can ask members.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 use crate::config::EtcdTls;
+use crate::pem::{certificates, private_key, trust_anchors};
 
 pub fn acceptor(tls: &EtcdTls) -> Result<tokio_rustls::TlsAcceptor, String> {
     let (Some(cert), Some(key)) = (&tls.peer_cert_file, &tls.peer_key_file) else {
@@ -18,13 +16,8 @@ pub fn acceptor(tls: &EtcdTls) -> Result<tokio_rustls::TlsAcceptor, String> {
                 .into(),
         );
     };
-    let chain = certificates(cert, "tls.peer_cert_file")?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "not vouching: tls.peer_key_file {}: no usable PEM private key: {e}",
-            key.display()
-        )
-    })?;
+    let chain = certificates("tls.peer_cert_file", cert).map_err(not_vouching)?;
+    let key = private_key("tls.peer_key_file", key).map_err(not_vouching)?;
     let builder = rustls::ServerConfig::builder();
     let builder = if tls.peer_client_cert_auth {
         let Some(ca) = &tls.peer_trusted_ca_file else {
@@ -33,15 +26,7 @@ pub fn acceptor(tls: &EtcdTls) -> Result<tokio_rustls::TlsAcceptor, String> {
                     .into(),
             );
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for c in certificates(ca, "tls.peer_trusted_ca_file")? {
-            roots.add(c).map_err(|e| {
-                format!(
-                    "not vouching: tls.peer_trusted_ca_file {}: {e}",
-                    ca.display()
-                )
-            })?;
-        }
+        let roots = trust_anchors("tls.peer_trusted_ca_file", ca).map_err(not_vouching)?;
         let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
             .build()
             .map_err(|e| format!("not vouching: the peer CA cannot verify clients: {e}"))?;
@@ -55,15 +40,6 @@ pub fn acceptor(tls: &EtcdTls) -> Result<tokio_rustls::TlsAcceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("not vouching: {key} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "not vouching: {key} {}: no certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
+fn not_vouching(why: String) -> String {
+    format!("not vouching: {why}")
 }
