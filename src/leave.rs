@@ -13,17 +13,9 @@ use crate::backoff::Backoff;
 use crate::datadir;
 use crate::decide::EtcdMember;
 use crate::error::{Failure, Kind};
-use crate::notify;
 use crate::promote::read_env_file;
+use crate::retry::{Try, until_done};
 use crate::run::Agent;
-
-enum Step {
-    Done(String),
-    Again(String),
-    /// Leaving now would cost the quorum. Asked again until the deadline (a member may be
-    /// electing a leader, or rebooting), then refused.
-    NotSafeYet(String),
-}
 
 pub async fn leave(
     agent: &Agent,
@@ -31,25 +23,15 @@ pub async fn leave(
     move_data_aside: bool,
 ) -> Result<String, Failure> {
     let deadline = Instant::now() + timeout;
-    let mut backoff = Backoff::from_entropy(Duration::from_millis(200), Duration::from_secs(2));
-    let left = loop {
-        let (why, kind) = match attempt(agent).await? {
-            Step::Done(done) => break done,
-            Step::Again(why) => (why, Kind::Unavailable),
-            Step::NotSafeYet(why) => (why, Kind::Unsafe),
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Failure::new(
-                kind,
-                format!("did not leave the cluster within {timeout:?}: {why}"),
-            ));
-        }
-        tracing::info!("leaving: {why}");
-        let pause = backoff.next_delay().min(deadline - now);
-        notify::waiting(&format!("leaving: {why}"), pause + Duration::from_secs(30));
-        tokio::time::sleep(pause).await;
-    };
+    let backoff = Backoff::from_entropy(Duration::from_millis(200), Duration::from_secs(2));
+    let left = until_done(
+        timeout,
+        backoff,
+        "leaving",
+        "did not leave the cluster",
+        async || attempt(agent).await,
+    )
+    .await?;
     if !move_data_aside {
         return Ok(left);
     }
@@ -80,7 +62,7 @@ pub async fn leave(
     ))
 }
 
-async fn attempt(agent: &Agent) -> Result<Step, Failure> {
+async fn attempt(agent: &Agent) -> Result<Try<String>, Failure> {
     let written = read_env_file(agent)?;
     let etcd = agent.etcd();
     let mut view = None;
@@ -95,11 +77,11 @@ async fn attempt(agent: &Agent) -> Result<Step, Failure> {
         }
     }
     let Some(view) = view else {
-        return Ok(Step::Again(last));
+        return Ok(Try::again(last));
     };
     let my_peer = &written.my_peer;
     let Some(me) = view.members.iter().find(|m| m.peer_urls.contains(my_peer)) else {
-        return Ok(Step::Done(format!(
+        return Ok(Try::Done(format!(
             "this node ({my_peer}) is not a member of the cluster: nothing to leave"
         )));
     };
@@ -130,13 +112,18 @@ async fn attempt(agent: &Agent) -> Result<Step, Failure> {
     }
     let voters_after = others.iter().filter(|m| !m.is_learner).count();
     let quorum_after = voters_after / 2 + 1;
+    // Asked again until the deadline (a member may be electing a leader, or rebooting), then
+    // refused.
     if healthy.len() < quorum_after {
-        return Ok(Step::NotSafeYet(format!(
-            "refusing to leave: without this member the cluster has {voters_after} voters and needs {quorum_after} healthy for a quorum, but only {} are ({} not: {}); bring them back first",
-            healthy.len(),
-            unhealthy.len(),
-            unhealthy.join(", ")
-        )));
+        return Ok(Try::Again {
+            kind: Kind::Unsafe,
+            why: format!(
+                "refusing to leave: without this member the cluster has {voters_after} voters and needs {quorum_after} healthy for a quorum, but only {} are ({} not: {}); bring them back first",
+                healthy.len(),
+                unhealthy.len(),
+                unhealthy.join(", ")
+            ),
+        });
     }
     let mine = &written.endpoints[0];
     if let Ok(status) = etcd.status(mine).await
@@ -154,12 +141,12 @@ async fn attempt(agent: &Agent) -> Result<Step, Failure> {
                     raft_index = index,
                     "handed leadership to the most caught-up healthy voter"
                 );
-                Ok(Step::Again(format!(
+                Ok(Try::again(format!(
                     "leadership handed to {}; removing this member next",
                     name_of(target)
                 )))
             }
-            Err(e) => Ok(Step::Again(format!("cannot hand leadership over yet: {e}"))),
+            Err(e) => Ok(Try::again(format!("cannot hand leadership over yet: {e}"))),
         };
     }
     // Removed through another member: this one may be asked to remove itself while it leads.
@@ -167,14 +154,14 @@ async fn attempt(agent: &Agent) -> Result<Step, Failure> {
     match etcd.member_remove(via, me.id).await {
         Ok(()) => {
             tracing::warn!(id = %format!("{:x}", me.id), peer_url = %my_peer, "removed this member from the cluster");
-            Ok(Step::Done(format!(
+            Ok(Try::Done(format!(
                 "removed this member ({}, id {:x}) from the cluster; {} remain",
                 name_of(me),
                 me.id,
                 others.len()
             )))
         }
-        Err(e) => Ok(Step::Again(format!("cannot remove this member yet: {e}"))),
+        Err(e) => Ok(Try::again(format!("cannot remove this member yet: {e}"))),
     }
 }
 

@@ -20,5 +20,6 @@ pub mod pem;
 pub mod preflight;
 pub mod promote;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod vouch;

@@ -6,44 +6,24 @@
 //! It works from the env file the run wrote (this node's URLs and the cluster's peers), not from
 //! discovery: etcd.service needs no API token for it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::error::{Failure, Kind};
 use crate::etcd::CallError;
-use crate::notify;
+use crate::retry::{Try, until_done};
 use crate::run::Agent;
 
-enum Step {
-    Done(String),
-    Retry(String),
-    Fail(Failure),
-}
-
 pub async fn promote(agent: &Agent, timeout: Duration) -> Result<String, Failure> {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(5));
-    loop {
-        let why = match attempt(agent).await {
-            Step::Done(done) => return Ok(done),
-            Step::Fail(failure) => return Err(failure),
-            Step::Retry(why) => why,
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Failure::new(
-                Kind::Unavailable,
-                format!("promotion did not succeed within {timeout:?}: {why}"),
-            ));
-        }
-        tracing::info!("waiting to promote: {why}");
-        let pause = backoff.next_delay().min(deadline - now);
-        notify::waiting(
-            &format!("waiting to promote: {why}"),
-            pause + Duration::from_secs(30),
-        );
-        tokio::time::sleep(pause).await;
-    }
+    let backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(5));
+    until_done(
+        timeout,
+        backoff,
+        "waiting to promote",
+        "promotion did not succeed",
+        async || attempt(agent).await,
+    )
+    .await
 }
 
 /// What promote and leave need from the env file: this node's peer URL, and client endpoints,
@@ -94,11 +74,8 @@ pub(crate) fn read_env_file(agent: &Agent) -> Result<Written, Failure> {
     Ok(Written { my_peer, endpoints })
 }
 
-async fn attempt(agent: &Agent) -> Step {
-    let written = match read_env_file(agent) {
-        Ok(w) => w,
-        Err(f) => return Step::Fail(f),
-    };
+async fn attempt(agent: &Agent) -> Result<Try<String>, Failure> {
+    let written = read_env_file(agent)?;
     let mut last = String::from("no etcd answered");
     for endpoint in &written.endpoints {
         let view = match agent.etcd().member_list(endpoint).await {
@@ -110,24 +87,26 @@ async fn attempt(agent: &Agent) -> Step {
         };
         let my_peer = &written.my_peer;
         let Some(mine) = view.members.iter().find(|m| m.peer_urls.contains(my_peer)) else {
-            return Step::Fail(Failure::new(
+            return Err(Failure::new(
                 Kind::Unsafe,
                 format!("the cluster does not list this node ({my_peer}); nothing to promote"),
             ));
         };
         if !mine.is_learner {
-            return Step::Done(format!("this node ({my_peer}) is a voting member"));
+            return Ok(Try::Done(format!(
+                "this node ({my_peer}) is a voting member"
+            )));
         }
-        return match agent.etcd().member_promote(endpoint, mine.id).await {
+        return Ok(match agent.etcd().member_promote(endpoint, mine.id).await {
             Ok(()) => {
                 tracing::info!(id = %format!("{:x}", mine.id), "promoted this learner to a voting member");
-                Step::Done(format!("promoted this node ({my_peer}) to a voting member"))
+                Try::Done(format!("promoted this node ({my_peer}) to a voting member"))
             }
             Err(CallError::Etcd { message, .. }) if message.contains("in sync") => {
-                Step::Retry("this learner is not in sync with the leader yet".into())
+                Try::again("this learner is not in sync with the leader yet")
             }
-            Err(e) => Step::Retry(e.to_string()),
-        };
+            Err(e) => Try::again(e.to_string()),
+        });
     }
-    Step::Retry(last)
+    Ok(Try::again(last))
 }
