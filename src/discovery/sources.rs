@@ -70,7 +70,7 @@ impl Sources {
                 }
                 Err(e) if !e.retryable || i + 1 == self.sources.len() => return Err(e),
                 Err(e) => {
-                    let since = *self.failing_since.get().get_or_insert_with(Instant::now);
+                    let since = self.failing_since.get().unwrap_or_else(Instant::now);
                     self.failing_since.set(Some(since));
                     if since.elapsed() < self.fallback_after.get() {
                         return Err(e);

@@ -99,7 +99,7 @@ impl Agent {
     async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
         let listing_started = Instant::now();
         let listed = self.provider.list().await;
-        self.spent(&self.spent_listing, listing_started);
+        add_elapsed(&self.spent_listing, listing_started);
         let (listing, source) = listed?;
         let candidates = discovery::validate(listing.candidates)?;
         let me = discovery::identify(
@@ -129,7 +129,7 @@ impl Agent {
         let probing_started = Instant::now();
         let probes = self.probe_peers(&candidates, me, vouched).await;
         let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
-        self.spent(&self.spent_probing, probing_started);
+        add_elapsed(&self.spent_probing, probing_started);
         Ok(Observation {
             source,
             candidates,
@@ -449,15 +449,11 @@ impl Agent {
             tokio::time::sleep(step.min(until - now)).await;
             let probing_started = Instant::now();
             let probes = self.probe_peers(&obs.candidates, obs.me, &vouched).await;
-            self.spent(&self.spent_probing, probing_started);
+            add_elapsed(&self.spent_probing, probing_started);
             if probes != obs.probes {
                 return Some(probes);
             }
         }
-    }
-
-    fn spent(&self, on: &Cell<Duration>, since: Instant) {
-        on.set(on.get() + since.elapsed());
     }
 
     /// Time spent so far listing machines, and asking peers.
@@ -536,6 +532,11 @@ impl Agent {
         }
         Err(last)
     }
+}
+
+/// Adds the time since `since` to a run's tally.
+fn add_elapsed(tally: &Cell<Duration>, since: Instant) {
+    tally.set(tally.get() + since.elapsed());
 }
 
 /// An answer that means the step was already done (by an earlier run or a racing node).
