@@ -294,6 +294,8 @@ impl Agent {
         let mut memory = RunMemory::default();
         let mut last_reason = String::new();
         let mut peer_look: Option<Observation> = None;
+        // While a fallback source is in use, STATUS= says so beside what is awaited.
+        let mut via_fallback = String::new();
         loop {
             let mut settle_left = None;
             // Ready to bootstrap and waiting on the peers' word: what they said last.
@@ -307,6 +309,9 @@ impl Agent {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
                 Err(e) => (e.message, e.kind),
                 Ok(obs) => {
+                    if obs.source.fallback_because.is_some() {
+                        via_fallback = format!(" [members from {}, a fallback]", obs.source.name);
+                    }
                     memory.observe(&obs);
                     let facts = obs.facts(&self.settings, &memory);
                     let dead_now = decide::dead_ids(&facts);
@@ -409,7 +414,10 @@ impl Agent {
                 None => backoff.next_delay(),
             }
             .min(deadline.map_or(Duration::MAX, |d| d - now));
-            notify::waiting(&waiting_for, pause + Duration::from_secs(30));
+            notify::waiting(
+                &format!("{waiting_for}{via_fallback}"),
+                pause + Duration::from_secs(30),
+            );
             match watch {
                 Some(obs) => {
                     peer_look = self
