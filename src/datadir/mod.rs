@@ -2,6 +2,7 @@
 //! read from the write-ahead log without etcd running, see `wal.rs`). Nothing here writes but
 //! `move_aside`, which renames and never deletes.
 
+pub mod snap;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, Failure> {
     match std::fs::metadata(&member) {
         Ok(m) if m.is_dir() => Ok(Inspection {
             dir: DataDir::HasMember,
-            wal: read_wal(&member.join("wal")),
+            wal: read_member(&member),
         }),
         Ok(_) => Err(Failure::new(
             Kind::IoErr,
@@ -44,10 +45,23 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, Failure> {
     }
 }
 
-/// The first segment names the member and holds the bootstrap's configuration changes; the
-/// last holds the newest entries. etcd keeps a handful of segments (`--max-wals`, 5), so the
-/// ones between are skipped.
+/// A member dir's log, its member list on top of the newest snapshot's.
+pub fn read_member(member_dir: &Path) -> Option<WalInfo> {
+    read_log(
+        &member_dir.join("wal"),
+        snap::read_newest(&member_dir.join("snap")),
+    )
+}
+
+/// The log alone (no snapshot underneath): its ids, indexes and the members its changes add.
 pub fn read_wal(wal_dir: &Path) -> Option<WalInfo> {
+    read_log(wal_dir, None)
+}
+
+/// Every segment in order: the first names the member, the last holds the newest entries, and
+/// configuration changes may be in any of them. etcd keeps a handful (`--max-wals`, 5), each at
+/// most 64 MB and read only up to its preallocated zeros.
+fn read_log(wal_dir: &Path, snapshot: Option<(u64, Vec<WalMember>)>) -> Option<WalInfo> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(wal_dir)
         .map_err(|e| tracing::warn!("cannot read {}: {e}", wal_dir.display()))
         .ok()?
@@ -56,17 +70,25 @@ pub fn read_wal(wal_dir: &Path) -> Option<WalInfo> {
         .collect();
     // `<seq>-<index>.wal` in fixed-width hex: the name order is the log's order.
     segments.sort();
+    let from_start = segments.first().is_some_and(|s| {
+        s.file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with("-0000000000000000.wal"))
+    });
     let mut info = WalInfo::default();
+    if let Some((index, members)) = snapshot {
+        info.last_index = index;
+        info.members = members;
+        info.members_complete = true;
+    }
+    info.members_complete |= from_start;
     let mut found = false;
-    let first_and_last = match segments.as_slice() {
-        [] => return None,
-        [only] => vec![only],
-        [first, .., last] => vec![first, last],
-    };
-    for segment in first_and_last {
+    for segment in &segments {
         match std::fs::File::open(segment) {
             Ok(f) => found |= wal::read_segment(std::io::BufReader::new(f), &mut info),
-            Err(e) => tracing::warn!("cannot read {}: {e}", segment.display()),
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", segment.display());
+                info.members_complete = false;
+            }
         }
     }
     found.then_some(info)
@@ -84,20 +106,96 @@ impl WalInfo {
 
 /// Renames the data dir to `<data_dir>.<why>-<unix time>`; never deletes anything.
 pub fn move_aside(data_dir: &Path, why: &str) -> Result<PathBuf, Failure> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut to = PathBuf::from(format!("{}.{why}-{secs}", data_dir.display()));
-    let mut n = 1;
-    while to.exists() {
-        to = PathBuf::from(format!("{}.{why}-{secs}-{n}", data_dir.display()));
-        n += 1;
-    }
+    let to = aside(data_dir, why);
     std::fs::rename(data_dir, &to).map(|()| to).map_err(|e| {
         Failure::new(
             Kind::CantCreate,
             format!("cannot move {} aside: {e}", data_dir.display()),
         )
     })
+}
+
+/// Copies the data dir to `<data_dir>.<why>-<unix time>`, keeping modes, and leaves it in place.
+/// The copy is made under a `.partial` name and renamed when complete, so a copy cut short is
+/// never taken for a whole one.
+pub fn copy_aside(data_dir: &Path, why: &str) -> Result<PathBuf, Failure> {
+    let to = aside(data_dir, why);
+    let partial = PathBuf::from(format!("{}.partial", to.display()));
+    copy_tree(data_dir, &partial)
+        .and_then(|()| std::fs::rename(&partial, &to))
+        .map(|()| to)
+        .map_err(|e| {
+            Failure::new(
+                Kind::CantCreate,
+                format!(
+                    "cannot copy {} to {}: {e}; nothing was changed in the data dir",
+                    data_dir.display(),
+                    partial.display()
+                ),
+            )
+        })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        std::fs::set_permissions(to, meta.permissions())
+    } else if meta.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+    } else {
+        std::fs::copy(from, to).map(drop)
+    }
+}
+
+/// A name beside the data dir that is not taken yet.
+fn aside(data_dir: &Path, why: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut to = PathBuf::from(format!("{}.{why}-{secs}", data_dir.display()));
+    let mut n = 1;
+    while to.exists() || PathBuf::from(format!("{}.partial", to.display())).exists() {
+        to = PathBuf::from(format!("{}.{why}-{secs}-{n}", data_dir.display()));
+        n += 1;
+    }
+    to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_aside_keeps_the_original_and_every_file_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("etcd-bootstrap-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let data = root.join("default");
+        std::fs::create_dir_all(data.join("member/wal")).unwrap();
+        std::fs::write(data.join("member/wal/0.wal"), b"log").unwrap();
+        std::fs::set_permissions(data.join("member"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let to = copy_aside(&data, "before-recovery").unwrap();
+        assert!(to.to_string_lossy().contains("default.before-recovery-"));
+        assert_eq!(std::fs::read(to.join("member/wal/0.wal")).unwrap(), b"log");
+        assert_eq!(
+            std::fs::read(data.join("member/wal/0.wal")).unwrap(),
+            b"log"
+        );
+        let mode = std::fs::metadata(to.join("member"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A second copy in the same second gets its own name.
+        let again = copy_aside(&data, "before-recovery").unwrap();
+        assert_ne!(again, to);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -31,17 +31,31 @@ pub struct WalInfo {
     pub last_index: u64,
     /// The highest commit index the hard state records reported.
     pub commit: u64,
-    /// Members added by the configuration changes the log still holds (a bootstrap's initial
-    /// members, when its first segment was not yet purged).
+    /// The cluster's members as the configuration changes read so far leave them (on top of the
+    /// snapshot's, when one was read first), in the order they were added.
     pub members: Vec<WalMember>,
+    /// `members` covers the whole history: the log was read from its first entry, or from a
+    /// snapshot's member list on. Otherwise it holds only the changes the log still has.
+    pub members_complete: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A member as a configuration change (or a snapshot) records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WalMember {
+    #[serde(default, serialize_with = "hex")]
+    pub id: u64,
+    /// Set only for a bootstrap's initial members (a member added through the API gets its name
+    /// later, in an entry not read here).
     #[serde(default)]
     pub name: String,
     #[serde(rename = "peerURLs", default)]
     pub peer_urls: Vec<String>,
+    #[serde(
+        rename = "isLearner",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub is_learner: bool,
 }
 
 fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -54,6 +68,8 @@ const STATE: u64 = 3;
 const SNAPSHOT: u64 = 5;
 const ENTRY_CONF_CHANGE: u64 = 1;
 const CONF_CHANGE_ADD_NODE: u64 = 0;
+const CONF_CHANGE_REMOVE_NODE: u64 = 1;
+const CONF_CHANGE_UPDATE_NODE: u64 = 2;
 const CONF_CHANGE_ADD_LEARNER: u64 = 3;
 
 /// The largest record read; etcd's own limit on a request is 1.5 MiB by default, a snapshot
@@ -142,34 +158,66 @@ fn read_entry(data: &[u8], info: &mut WalInfo) {
     if kind != ENTRY_CONF_CHANGE {
         return;
     }
-    let (mut change, mut context) = (u64::MAX, &[][..]);
+    let (mut change, mut node, mut context) = (u64::MAX, 0, &[][..]);
     for (field, value) in Fields::new(payload) {
         match (field, value) {
             (2, Value::Varint(v)) => change = v,
+            (3, Value::Varint(v)) => node = v,
             (4, Value::Bytes(b)) => context = b,
             _ => {}
         }
     }
-    if (change == CONF_CHANGE_ADD_NODE || change == CONF_CHANGE_ADD_LEARNER)
-        && let Ok(member) = serde_json::from_slice::<WalMember>(context)
-        && !info.members.contains(&member)
-    {
-        info.members.push(member);
+    // Replayed in log order on top of what came before (a snapshot's members, earlier
+    // segments): each id is added once and removed at most once, so replaying a stretch the
+    // snapshot already holds changes nothing.
+    let position = info.members.iter().position(|m| m.id == node);
+    match change {
+        CONF_CHANGE_ADD_NODE | CONF_CHANGE_ADD_LEARNER | CONF_CHANGE_UPDATE_NODE => {
+            let Ok(mut member) = serde_json::from_slice::<WalMember>(context) else {
+                return;
+            };
+            member.id = node;
+            match position {
+                // An update carries the new peer URLs only; a promotion re-adds the member.
+                Some(i) if change == CONF_CHANGE_UPDATE_NODE => {
+                    info.members[i].peer_urls = member.peer_urls
+                }
+                Some(i) => {
+                    let name = std::mem::take(&mut info.members[i].name);
+                    info.members[i] = WalMember {
+                        name: if member.name.is_empty() {
+                            name
+                        } else {
+                            member.name
+                        },
+                        ..member
+                    };
+                }
+                None if change == CONF_CHANGE_UPDATE_NODE => {}
+                None => info.members.push(member),
+            }
+        }
+        CONF_CHANGE_REMOVE_NODE => {
+            if let Some(i) = position {
+                info.members.remove(i);
+            }
+        }
+        _ => {}
     }
 }
 
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
 /// The fields of a protobuf message, in order; stops at the first malformed one.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Fields<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
         Fields { rest: bytes }
     }
 
@@ -219,27 +267,32 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// Protobuf encoding, for tests that build records and snapshots the way etcd's encoder does.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Protobuf encoding, for building records the way etcd's encoder does.
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
+pub(super) mod encode {
+    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
         while v >= 0x80 {
             out.push((v as u8) | 0x80);
             v >>= 7;
         }
         out.push(v as u8);
     }
-    fn field_varint(n: u64, v: u64, out: &mut Vec<u8>) {
+    pub fn field_varint(n: u64, v: u64, out: &mut Vec<u8>) {
         varint(n << 3, out);
         varint(v, out);
     }
-    fn field_bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
+    pub fn field_bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
         varint((n << 3) | 2, out);
         varint(b.len() as u64, out);
         out.extend_from_slice(b);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::encode::{field_bytes, field_varint};
     fn record(kind: u64, data: &[u8]) -> Vec<u8> {
         let mut r = Vec::new();
         field_varint(1, kind, &mut r);
@@ -319,9 +372,77 @@ mod tests {
         assert_eq!(
             info.members,
             [WalMember {
+                id: 7,
                 name: "default".into(),
-                peer_urls: vec!["http://localhost:2380".into()]
+                peer_urls: vec!["http://localhost:2380".into()],
+                is_learner: false,
             }]
+        );
+    }
+
+    fn change(kind: u64, id: u64, json: &str) -> Vec<u8> {
+        let mut cc = add_node(id, json);
+        cc.clear();
+        field_varint(1, 0, &mut cc);
+        field_varint(2, kind, &mut cc);
+        field_varint(3, id, &mut cc);
+        if !json.is_empty() {
+            field_bytes(4, json.as_bytes(), &mut cc);
+        }
+        cc
+    }
+
+    #[test]
+    fn membership_is_replayed_in_log_order_adds_removals_updates_and_promotions() {
+        let e = |i, c| (ENTRY_CONF_CHANGE, i, c);
+        let seg = segment(
+            1,
+            2,
+            &[
+                e(
+                    1,
+                    add_node(1, r#"{"id":1,"peerURLs":["http://a:2380"],"name":"a"}"#),
+                ),
+                e(
+                    2,
+                    add_node(2, r#"{"id":2,"peerURLs":["http://b:2380"],"name":"b"}"#),
+                ),
+                e(
+                    3,
+                    change(
+                        CONF_CHANGE_ADD_LEARNER,
+                        3,
+                        r#"{"id":3,"peerURLs":["http://c:2380"],"isLearner":true}"#,
+                    ),
+                ),
+                e(4, change(CONF_CHANGE_REMOVE_NODE, 2, "")),
+                e(
+                    5,
+                    change(
+                        CONF_CHANGE_UPDATE_NODE,
+                        1,
+                        r#"{"id":1,"peerURLs":["http://a2:2380"]}"#,
+                    ),
+                ),
+                // The promotion re-adds the learner as a voter.
+                e(6, add_node(3, r#"{"id":3,"peerURLs":["http://c:2380"]}"#)),
+                // Replaying a removal the member list no longer has changes nothing.
+                e(7, change(CONF_CHANGE_REMOVE_NODE, 2, "")),
+            ],
+        );
+        let mut info = WalInfo::default();
+        read_segment(&seg[..], &mut info);
+        let got: Vec<(u64, &str, &str, bool)> = info
+            .members
+            .iter()
+            .map(|m| (m.id, m.name.as_str(), m.peer_urls[0].as_str(), m.is_learner))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "a", "http://a2:2380", false),
+                (3, "", "http://c:2380", false)
+            ]
         );
     }
 
