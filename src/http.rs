@@ -53,6 +53,27 @@ pub fn is_connection_refused(e: &reqwest::Error) -> bool {
     false
 }
 
+/// No connection could be made: the address did not answer at all (a connect timeout, no route
+/// to the host). A TLS handshake that failed did reach something, and is not this.
+pub fn is_unreachable(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{AddrNotAvailable, HostUnreachable, NetworkUnreachable, TimedOut};
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            );
+        }
+        source = s.source();
+    }
+    // hyper-util reports its own connect timeout without an io::Error underneath.
+    e.is_timeout()
+}
+
 /// The innermost cause, which is the one an operator can act on ("certificate has expired",
 /// "connection reset"), on one line. URLs never carry secrets here: tokens travel in headers.
 pub fn describe(e: &reqwest::Error) -> String {

@@ -223,6 +223,10 @@ fn decision_word(d: &Decision) -> String {
     match d {
         Decision::Wait => "wait".into(),
         Decision::Act(a) => action_words(a),
+        Decision::Start(p) if p.force_new_cluster => format!(
+            "run etcd once with --force-new-cluster (and a snapshot), stop it, then start etcd with state {}",
+            p.state.as_str()
+        ),
         Decision::Start(p) => format!("start etcd with state {}", p.state.as_str()),
         Decision::Refuse => "refuse".into(),
     }
@@ -240,6 +244,9 @@ fn action_words(a: &Action) -> String {
                 if name.is_empty() { "unstarted" } else { name },
                 peer_urls.join(",")
             )
+        }
+        Action::CopyDataAside => {
+            "copy the data dir aside (<data_dir>.before-recovery-<unix time>)".into()
         }
         Action::AddMember { peer_url, learner } => {
             format!(

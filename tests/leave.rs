@@ -5,90 +5,11 @@
 #[macro_use]
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use etcd_bootstrap::config::EtcdClientSettings;
-use etcd_bootstrap::etcd::EtcdClient;
 
 on_both_releases! {
     a_follower_then_the_leader_leave_while_the_cluster_serves => 95,
     leaving_is_refused_when_it_would_cost_the_quorum => 96,
-}
-
-struct Kv {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    etcd: EtcdClient,
-}
-
-fn b64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let n = chunk.iter().fold(0u32, |a, &b| a << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                T[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
-impl Kv {
-    fn new() -> Kv {
-        let settings = EtcdClientSettings {
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            timeout: Duration::from_secs(3),
-        };
-        Kv {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            http: reqwest::Client::new(),
-            etcd: EtcdClient::new(&settings, false, Default::default()).unwrap(),
-        }
-    }
-
-    fn put(&self, endpoint: &str, key: &str, value: &str) {
-        let body = serde_json::json!({ "key": b64(key), "value": b64(value) });
-        let r = self.rt.block_on(
-            self.http
-                .post(format!("{endpoint}/v3/kv/put"))
-                .json(&body)
-                .send(),
-        );
-        assert!(
-            r.is_ok_and(|r| r.status().is_success()),
-            "put {key} through {endpoint}"
-        );
-    }
-
-    /// The value's base64, as the gateway returns it.
-    fn get(&self, endpoint: &str, key: &str) -> String {
-        let body = serde_json::json!({ "key": b64(key) });
-        let v: serde_json::Value = self.rt.block_on(async {
-            let r = self
-                .http
-                .post(format!("{endpoint}/v3/kv/range"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            r.json().await.unwrap()
-        });
-        v["kvs"][0]["value"].as_str().unwrap_or_default().to_owned()
-    }
-
-    fn leader(&self, endpoint: &str) -> u64 {
-        self.rt.block_on(self.etcd.status(endpoint)).unwrap().leader
-    }
 }
 
 fn a_follower_then_the_leader_leave_while_the_cluster_serves(etcd: Etcd, block: u8) {

@@ -163,6 +163,7 @@ impl World {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
+            recover_lost_quorum: false,
             bootstrap_settle: settle.map(std::time::Duration::from_secs),
         };
         let mut w = World {
@@ -484,6 +485,7 @@ impl World {
                     },
                     bootstrap: ready.then(|| decide::bootstrap_set(&set)),
                     heard: Vec::new(),
+                    waiting: None,
                 }
             });
             // Whom it has heard vouch for the same set (as the run loop computes it).
@@ -515,6 +517,7 @@ impl World {
                 quiet_for: std::time::Duration::from_secs(quiet_for),
                 undiscovered_alive: &alive,
                 dead_before: &dead_before,
+                data_copied: false,
             };
             let out = decide::decide(&facts);
             dead = decide::dead_ids(&facts).first().copied().unwrap_or(0);

@@ -47,6 +47,9 @@ pub struct EtcdSettings {
     pub unit: String,
     /// Whose permissions the certificate files need; `None`: the unit's `User=`.
     pub user: Option<String>,
+    /// The etcd binary, run by the agent itself only for the one start of a lost-quorum
+    /// recovery (docs/recovery.md).
+    pub binary: PathBuf,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -68,6 +71,9 @@ pub struct ClusterSpec {
     pub remove_dead_members: bool,
     pub join_as_learner: bool,
     pub replace_stale_data: bool,
+    /// Opt-in: when a majority of the members is gone for good, the freshest survivor starts
+    /// once with `--force-new-cluster` (docs/recovery.md).
+    pub recover_lost_quorum: bool,
     /// Off (`None`, the default): a new cluster needs every other member's agent to vouch for an
     /// empty data dir. Set: the old fallback for fleets whose agents cannot reach each other's
     /// peer port, a member that stays silent this long counts as empty, which is wrong for a
@@ -168,6 +174,7 @@ impl Settings {
             remove_dead_members: c.remove_dead_members.unwrap_or(true),
             join_as_learner: c.join_as_learner.unwrap_or(false),
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
+            recover_lost_quorum: c.recover_lost_quorum.unwrap_or(false),
             bootstrap_settle: match c.bootstrap_settle.as_deref() {
                 None | Some("off") => None,
                 Some(v) => Some(dur("cluster.bootstrap_settle", Some(v), "")?),
@@ -298,6 +305,7 @@ impl Settings {
         let etcd = EtcdSettings {
             unit: raw.etcd.unit.unwrap_or_else(|| "etcd.service".into()),
             user: raw.etcd.user,
+            binary: raw.etcd.binary.unwrap_or_else(|| "/usr/bin/etcd".into()),
         };
         let unit_ok = |u: &str| {
             !u.is_empty()

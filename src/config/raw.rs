@@ -31,6 +31,7 @@ pub struct Raw {
 pub struct RawEtcd {
     pub unit: Option<String>,
     pub user: Option<String>,
+    pub binary: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -53,6 +54,7 @@ pub struct RawCluster {
     pub remove_dead_members: Option<bool>,
     pub join_as_learner: Option<bool>,
     pub replace_stale_data: Option<bool>,
+    pub recover_lost_quorum: Option<bool>,
     pub bootstrap_settle: Option<String>,
 }
 

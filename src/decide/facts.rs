@@ -74,6 +74,11 @@ pub struct Vouch {
     /// vouching has heard it, so none is left waiting for a vouch it never saw.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heard: Vec<String>,
+    /// What this agent waits for, when its machine holds data: a survivor saying that the
+    /// quorum is lost, and who holds the freshest data. Peers waiting on it repeat it in their own
+    /// status, so every machine says the same thing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -129,6 +134,16 @@ pub struct Probe {
     pub answer: PeerAnswer,
 }
 
+impl Facts<'_> {
+    /// What probing the discovered machine `name` told, if it was probed.
+    pub fn answer_of(&self, name: &MemberName) -> Option<&PeerAnswer> {
+        self.probes
+            .iter()
+            .find(|p| p.peer == *name)
+            .map(|p| &p.answer)
+    }
+}
+
 /// Whether this machine's data dir holds an etcd member (`member/` exists).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,4 +190,6 @@ pub struct Facts<'a> {
     pub undiscovered_alive: &'a [u64],
     /// Members that already looked dead at the previous observation of this run.
     pub dead_before: &'a [u64],
+    /// This run already copied the data dir aside for a lost-quorum recovery.
+    pub data_copied: bool,
 }

@@ -18,6 +18,7 @@
 //! and writing its file finds its unstarted member next time and reuses it.
 
 mod facts;
+mod recovery;
 mod simulate;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,7 @@ pub enum Row {
     ReplaceSelf,
     Join,
     Bootstrap,
+    Recover,
     Wait,
 }
 
@@ -58,6 +60,7 @@ impl Row {
             Row::ReplaceSelf => "replace-self",
             Row::Join => "join",
             Row::Bootstrap => "bootstrap",
+            Row::Recover => "recover",
             Row::Wait => "wait",
         }
     }
@@ -78,6 +81,8 @@ pub enum Action {
     },
     /// Rename the data dir aside (never delete it) so this node can join afresh.
     MoveDataAside,
+    /// Copy the data dir to `<data_dir>.before-recovery-<unix time>` before recovering from it.
+    CopyDataAside,
 }
 
 /// How etcd must start.
@@ -86,6 +91,10 @@ pub struct StartPlan {
     pub state: ClusterState,
     /// `name=peer-url` pairs for `ETCD_INITIAL_CLUSTER`.
     pub initial_cluster: Vec<(MemberName, String)>,
+    /// First run etcd once with `--force-new-cluster` (lost-quorum recovery, `recovery.rs`;
+    /// the agent runs that start itself, `run/force_new.rs`); the env file never carries it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_new_cluster: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -174,6 +183,7 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                 let plan = StartPlan {
                     state: ClusterState::Existing,
                     initial_cluster: initial_cluster(f, view, me),
+                    force_new_cluster: false,
                 };
                 return outcome(
                     Row::Restart,
@@ -181,12 +191,21 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                     "local data and the cluster lists this member: restart on the data, membership unchanged",
                 );
             }
-            if f.spec.replace_stale_data {
+            // A survivor whose data was not the freshest finds the recovered cluster without
+            // its member: recovery goes on by joining afresh (the data is kept, renamed).
+            let setting = if f.spec.replace_stale_data {
+                Some("cluster.replace_stale_data")
+            } else {
+                f.spec
+                    .recover_lost_quorum
+                    .then_some("cluster.recover_lost_quorum")
+            };
+            if let Some(setting) = setting {
                 return outcome(
                     Row::Removed,
                     Decision::Act(Action::MoveDataAside),
                     format!(
-                        "local data belongs to a member the cluster {:x} no longer lists; cluster.replace_stale_data is on: moving the data dir aside to join afresh",
+                        "local data belongs to a member the cluster {:x} no longer lists; {setting} is on: moving the data dir aside to join afresh",
                         view.cluster_id
                     ),
                 );
@@ -201,17 +220,7 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                 ),
             )
         }
-        (DataDir::HasMember, None) => {
-            let plan = StartPlan {
-                state: ClusterState::Existing,
-                initial_cluster: discovered_cluster(f),
-            };
-            outcome(
-                Row::RestartUnreachable,
-                Decision::Start(plan),
-                "local data and no cluster answered: restart on the data (etcd ignores the initial-cluster settings when it has data)",
-            )
-        }
+        (DataDir::HasMember, None) => recovery::decide_with_data(f, me),
         (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
         (DataDir::Empty, None) => vouching::decide_without_cluster(f, me),
     }
@@ -297,6 +306,7 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
                     Decision::Start(StartPlan {
                         state: ClusterState::New,
                         initial_cluster: expected,
+                        force_new_cluster: false,
                     }),
                     format!(
                         "cluster {:x} is the bootstrap of exactly this member set, and this node's initial member {:x} has not started yet: starting with it as the static bootstrap intends",
@@ -312,6 +322,7 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
             let plan = StartPlan {
                 state: ClusterState::Existing,
                 initial_cluster: initial_cluster(f, view, me),
+                force_new_cluster: false,
             };
             return outcome(
                 Row::Reuse,
@@ -425,7 +436,9 @@ fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &Clust
     // etcd's strict reconfiguration check refuses a voting member that would leave the healthy
     // members short of the new quorum; say so here rather than hammer etcd until the deadline.
     let voters = view.members.iter().filter(|m| !m.is_learner).count();
-    if !learner && healthy < quorum(voters + 1) {
+    // Except a cluster of one growing to two, which etcd allows on purpose (it is how a cluster
+    // restored from one member's data, or recovered with --force-new-cluster, grows again).
+    if !learner && healthy < quorum(voters + 1) && !(voters == 1 && healthy == 1) {
         return wait(format!(
             "adding this node would make {} voters with only {healthy} healthy, below quorum {}{}",
             voters + 1,
@@ -473,11 +486,14 @@ pub fn dead_members<'v>(f: &Facts<'_>, view: &'v ClusterView) -> Vec<&'v EtcdMem
     dead
 }
 
-/// The dead members' ids in the view the answering peers give, for the caller to remember.
+/// The dead members' ids in the view the answering peers give, or, when none answers, the
+/// members this node's data lists that are gone: for the caller to remember, so that the next
+/// look can confirm them.
 pub fn dead_ids(f: &Facts<'_>) -> Vec<u64> {
     match answered_view(f) {
         Ok(Some(view)) => dead_members(f, view).iter().map(|m| m.id).collect(),
-        _ => Vec::new(),
+        Ok(None) => recovery::gone_ids(f),
+        Err(_) => Vec::new(),
     }
 }
 

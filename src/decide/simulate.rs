@@ -10,12 +10,14 @@ pub fn simulate(f: &Facts<'_>) -> (Vec<(Action, String)>, Outcome) {
     let mut probes = f.probes.to_vec();
     let mut data = f.data;
     let mut removed = f.removed_this_run;
+    let mut data_copied = f.data_copied;
     let mut steps = Vec::new();
     loop {
         let facts = Facts {
             probes: &probes,
             data,
             removed_this_run: removed,
+            data_copied,
             ..f.clone()
         };
         let out = decide(&facts);
@@ -36,12 +38,13 @@ pub fn simulate(f: &Facts<'_>) -> (Vec<(Action, String)>, Outcome) {
                         client_urls: vec![],
                         is_learner: *learner,
                     }),
-                    Action::MoveDataAside => {}
+                    Action::MoveDataAside | Action::CopyDataAside => {}
                 }
             }
         }
         match action {
             Action::MoveDataAside => data = DataDir::Empty,
+            Action::CopyDataAside => data_copied = true,
             Action::RemoveMember { peer_urls, .. }
                 if !peer_urls.contains(&peer_url(f, f.me.expect("acting implies me"))) =>
             {

@@ -16,6 +16,7 @@ fn spec(size: usize) -> ClusterSpec {
         remove_dead_members: true,
         join_as_learner: false,
         replace_stale_data: false,
+        recover_lost_quorum: false,
         bootstrap_settle: None,
     }
 }
@@ -69,6 +70,7 @@ struct World {
     wal: Option<crate::datadir::WalInfo>,
     alive: Vec<u64>,
     dead_before: Vec<u64>,
+    data_copied: bool,
 }
 
 /// What machine `i`'s agent says when its data dir is empty and it has discovered `n` machines
@@ -87,6 +89,7 @@ fn vouch(i: usize, n: usize) -> Vouch {
             .filter(|&k| k != i)
             .map(|k| cand(k).name.to_string())
             .collect(),
+        waiting: None,
     }
 }
 
@@ -118,6 +121,7 @@ impl World {
             alive: Vec::new(),
             // Dead-member rules other than the confirmation are tested with it already done.
             dead_before: (100..120).collect(),
+            data_copied: false,
         }
     }
     fn answer(mut self, i: usize, a: PeerAnswer) -> Self {
@@ -156,6 +160,7 @@ impl World {
             wal: self.wal.as_ref(),
             undiscovered_alive: &self.alive,
             dead_before: &self.dead_before,
+            data_copied: self.data_copied,
         }
     }
 }
@@ -873,6 +878,7 @@ fn wal(cluster_id: u64, member_id: u64) -> crate::datadir::WalInfo {
         last_index: 9,
         commit: 9,
         members: Vec::new(),
+        members_complete: false,
     }
 }
 
@@ -908,8 +914,10 @@ fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
     w.data = DataDir::HasMember;
     let mut debian = wal(0x3004cd801c14dd7e, 0x6818f1964ee7d1bb);
     debian.members = vec![crate::datadir::WalMember {
+        id: 0x6818f1964ee7d1bb,
         name: "default".into(),
         peer_urls: vec!["http://localhost:2380".into()],
+        is_learner: false,
     }];
     w.wal = Some(debian);
     let o = w.decide();
@@ -975,3 +983,5 @@ fn a_peer_still_vouching_must_have_heard_this_node_first() {
     w.vouched = vec![(cand(2).name, v)];
     assert_eq!(w.decide().row, Row::Bootstrap);
 }
+
+mod recovery;

@@ -45,11 +45,7 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let mut all_refusing = true;
     let mut vouched_for_it = 0;
     for c in f.discovered.iter().filter(|c| c.name != me.name) {
-        let answer = f
-            .probes
-            .iter()
-            .find(|p| p.peer == c.name)
-            .map(|p| &p.answer);
+        let answer = f.answer_of(&c.name);
         if let Some(PeerAnswer::Forming { members }) = answer {
             let theirs = forming_cluster(members);
             if !same_set(&theirs, &expected) {
@@ -88,6 +84,7 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
                 let plan = StartPlan {
                     state: ClusterState::New,
                     initial_cluster: expected,
+                    force_new_cluster: false,
                 };
                 return outcome(
                     Row::Bootstrap,
@@ -144,6 +141,7 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let plan = StartPlan {
         state: ClusterState::New,
         initial_cluster: expected,
+        force_new_cluster: false,
     };
     outcome(
         Row::Bootstrap,
@@ -238,7 +236,11 @@ fn judge(
             last_index,
         } => {
             return Standing::HasData(format!(
-                "{who} holds data of cluster {cluster_id} (member {member_id}, raft index {last_index}): never bootstrapping a new cluster beside it; waiting for its etcd"
+                "{who} holds data of cluster {cluster_id} (member {member_id}, raft index {last_index}): never bootstrapping a new cluster beside it; waiting for its etcd{}",
+                v.waiting
+                    .as_deref()
+                    .map(|w| format!(". Its agent says: {}", relayed(w)))
+                    .unwrap_or_default()
             ));
         }
         VouchedData::Unreadable => {
@@ -275,6 +277,27 @@ fn judge(
                 .join(",")
         )),
     }
+}
+
+/// A peer's own words, as this node repeats them: bounded, control characters escaped.
+fn relayed(words: &str) -> String {
+    const MAX: usize = 600;
+    let mut out: String = words
+        .chars()
+        .take(MAX)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if words.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 fn same_members(theirs: &[BootstrapMember], expected: &[(MemberName, String)]) -> bool {

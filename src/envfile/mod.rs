@@ -175,6 +175,7 @@ mod tests {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
+            recover_lost_quorum: false,
             bootstrap_settle: None,
         }
     }

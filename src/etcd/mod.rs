@@ -33,6 +33,8 @@ pub enum CallError {
         code: i64,
         message: String,
     },
+    /// No connection could be made at all (no route, connect timeout): nothing answered.
+    Unreachable(String),
     /// Timeouts, TLS failures, resets, bodies that are not etcd's: we cannot tell.
     Unknown(String),
 }
@@ -40,7 +42,9 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Refused(m) | CallError::Unknown(m) => f.write_str(m),
+            CallError::Refused(m) | CallError::Unreachable(m) | CallError::Unknown(m) => {
+                f.write_str(m)
+            }
             CallError::Etcd {
                 status,
                 code,
@@ -53,6 +57,12 @@ impl std::fmt::Display for CallError {
 impl CallError {
     pub fn is_refused(&self) -> bool {
         matches!(self, CallError::Refused(_))
+    }
+
+    /// Nothing answered at that address: refused, or no connection could be made. (A TLS
+    /// failure or a hung server is something answering, and does not count.)
+    pub fn is_silence(&self) -> bool {
+        matches!(self, CallError::Refused(_) | CallError::Unreachable(_))
     }
 
     /// Answers that mean "try again later" rather than "this will never work".
@@ -151,7 +161,7 @@ impl EtcdClient {
         endpoint: &str,
         peer_url: &str,
         learner: bool,
-    ) -> Result<EtcdMember, CallError> {
+    ) -> Result<(EtcdMember, ClusterView), CallError> {
         let urls = [peer_url.to_owned()];
         let body = wire::MemberAddRequest {
             peer_urls: &urls,
@@ -159,7 +169,13 @@ impl EtcdClient {
         };
         let r: wire::MemberAddResponse =
             self.post(endpoint, "/v3/cluster/member/add", &body).await?;
-        Ok(r.member.into())
+        // The cluster answered a membership change, so its version is decided.
+        let after = ClusterView {
+            cluster_id: r.header.cluster_id,
+            members: r.members.into_iter().map(Into::into).collect(),
+            settled: true,
+        };
+        Ok((r.member.into(), after))
     }
 
     pub async fn member_remove(&self, endpoint: &str, id: u64) -> Result<(), CallError> {
@@ -313,6 +329,9 @@ fn read_error(url: &str, e: ReadError) -> CallError {
 fn classify(url: &str, e: &reqwest::Error) -> CallError {
     if crate::http::is_connection_refused(e) {
         return CallError::Refused(format!("{url}: connection refused"));
+    }
+    if crate::http::is_unreachable(e) {
+        return CallError::Unreachable(format!("{url}: {}", crate::http::describe(e)));
     }
     let what = if e.is_timeout() {
         "timed out".to_owned()

@@ -84,7 +84,11 @@ pub struct MemberAddRequest<'a> {
 
 #[derive(Deserialize)]
 pub struct MemberAddResponse {
+    pub header: Header,
     pub member: Member,
+    /// The membership after the addition.
+    #[serde(default)]
+    pub members: Vec<Member>,
 }
 
 /// Remove and promote take the id as a decimal string, like every uint64 on the gateway.

@@ -46,6 +46,7 @@ impl Observation {
             wal: self.wal.as_ref(),
             undiscovered_alive: &self.undiscovered_alive,
             dead_before: &memory.dead_before,
+            data_copied: memory.data_copied.is_some(),
         }
     }
 
@@ -91,6 +92,7 @@ impl Observation {
             data,
             bootstrap,
             heard,
+            waiting: None,
         })
     }
 }
@@ -123,6 +125,8 @@ pub struct RunMemory {
     pub agreed: Option<Vec<(MemberName, String)>>,
     /// The discovery source the looks so far listed from.
     source: Option<&'static str>,
+    /// Where this run copied the data dir before a lost-quorum recovery.
+    pub data_copied: Option<std::path::PathBuf>,
 }
 
 impl RunMemory {
@@ -150,6 +154,7 @@ impl RunMemory {
             *self = RunMemory {
                 removed: self.removed,
                 cluster_seen: self.cluster_seen.take(),
+                data_copied: self.data_copied.take(),
                 ..RunMemory::default()
             };
         }

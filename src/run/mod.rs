@@ -19,6 +19,7 @@ use crate::member::{Candidate, MemberName, Scheme};
 use crate::notify;
 use crate::preflight::{self, Checked};
 
+mod force_new;
 mod memory;
 mod voucher_slot;
 
@@ -128,7 +129,9 @@ impl Agent {
 
         let probing_started = Instant::now();
         let probes = self.probe_peers(&candidates, me, vouched).await;
-        let undiscovered_alive = self.undiscovered_alive(&candidates, &probes).await;
+        let undiscovered_alive = self
+            .undiscovered_alive(&candidates, &probes, data.wal.as_ref())
+            .await;
         add_elapsed(&self.spent_probing, probing_started);
         Ok(Observation {
             source,
@@ -200,23 +203,42 @@ impl Agent {
         probes.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// Asks members that no discovered machine owns whether they are alive, on their own client
-    /// URLs: a listing that missed a machine must not make its member look dead.
-    async fn undiscovered_alive(&self, candidates: &[Candidate], probes: &[Probe]) -> Vec<u64> {
+    /// Asks members that no discovered machine owns whether they are alive: a listing that
+    /// missed a machine must not make its member look dead. With a cluster answering, the members
+    /// it lists, on their client URLs; with none, the members this node's data lists (who may
+    /// have lost the quorum), on their peer URLs, where any answer at all counts.
+    async fn undiscovered_alive(
+        &self,
+        candidates: &[Candidate],
+        probes: &[Probe],
+        wal: Option<&datadir::WalInfo>,
+    ) -> Vec<u64> {
         let spec = &self.settings.cluster;
+        let owned: Vec<String> = candidates.iter().map(|c| spec.peer_url(&c.host)).collect();
+        let unowned = |urls: &[String]| urls.iter().all(|u| !owned.contains(u));
+        let mut alive = Vec::new();
         let Some(view) = probes.iter().find_map(|p| match &p.answer {
             PeerAnswer::Answered(v) => Some(v),
             _ => None,
         }) else {
-            return Vec::new();
+            for m in wal
+                .iter()
+                .flat_map(|w| w.members.iter().filter(|m| m.id != w.member_id))
+                .filter(|m| unowned(&m.peer_urls))
+            {
+                for url in &m.peer_urls {
+                    match self.etcd.vouch(url).await {
+                        Err(e) if e.is_silence() => {}
+                        _ => {
+                            alive.push(m.id);
+                            break;
+                        }
+                    }
+                }
+            }
+            return alive;
         };
-        let owned: Vec<String> = candidates.iter().map(|c| spec.peer_url(&c.host)).collect();
-        let mut alive = Vec::new();
-        for m in view
-            .members
-            .iter()
-            .filter(|m| m.peer_urls.iter().all(|u| !owned.contains(u)))
-        {
+        for m in view.members.iter().filter(|m| unowned(&m.peer_urls)) {
             for endpoint in &m.client_urls {
                 if let Ok(v) = self.etcd.member_list(endpoint).await
                     && v.cluster_id == view.cluster_id
@@ -330,6 +352,17 @@ impl Agent {
                             let env = self.render_env(me, plan)?;
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;
+                            if plan.force_new_cluster && !dry_run {
+                                let spec = &self.settings.cluster;
+                                force_new::run_once(
+                                    &self.settings.etcd.binary,
+                                    &env,
+                                    &spec.data_dir,
+                                    &spec.client_url(&me.host),
+                                    &self.etcd,
+                                )
+                                .await?;
+                            }
                             if !dry_run {
                                 envfile::write_atomic(&self.settings.env_file, &env).map_err(
                                     |e| {
@@ -355,14 +388,22 @@ impl Agent {
                         Decision::Act(action) if !dry_run => {
                             tracing::info!(row = outcome.row.as_str(), "{}", outcome.reason);
                             notify::status(&outcome.reason);
-                            match self.execute(&obs, action).await {
-                                Ok(()) => {
+                            match self.execute(&obs, action, &mut memory).await {
+                                Ok(after) => {
                                     if matches!(action, Action::RemoveMember { .. })
                                         && outcome.row == decide::Row::Join
                                     {
                                         memory.removed += 1;
                                     }
                                     backoff.reset();
+                                    // The membership the addition answered with: decide on it
+                                    // at once. Adding a second voter to a cluster of one leaves
+                                    // it without a quorum until this node starts, and etcd 3.5
+                                    // then no longer answers member lists: observing again
+                                    // would wait for good.
+                                    if let Some(view) = after {
+                                        peer_look = Some(with_view(&obs, view));
+                                    }
                                     continue;
                                 }
                                 Err(e) => (format!("{e}; will retry"), Kind::Unavailable),
@@ -377,7 +418,12 @@ impl Agent {
                         Decision::Wait => {
                             // Only while it waits does the agent speak for its machine: a node
                             // that has decided lets its etcd have the peer port at once.
-                            let vouch = obs.vouch(&self.settings.cluster, &memory);
+                            let mut vouch = obs.vouch(&self.settings.cluster, &memory);
+                            if let Some(v) = vouch.as_mut()
+                                && v.data != decide::VouchedData::Empty
+                            {
+                                v.waiting = Some(outcome.reason.clone());
+                            }
                             let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
                             if let Some(v) = vouch {
                                 let me = &obs.candidates
@@ -492,11 +538,30 @@ impl Agent {
     }
 
     /// Carries out one step through any peer that answered. Errors mean "observe again later".
-    async fn execute(&self, obs: &Observation, action: &Action) -> Result<(), String> {
-        if let Action::MoveDataAside = action {
-            return datadir::move_aside(&self.settings.cluster.data_dir, "removed")
-                .map(|to| tracing::warn!("moved the stale data dir aside to {}", to.display()))
-                .map_err(|e| e.message);
+    async fn execute(
+        &self,
+        obs: &Observation,
+        action: &Action,
+        memory: &mut RunMemory,
+    ) -> Result<Option<decide::ClusterView>, String> {
+        let data_dir = &self.settings.cluster.data_dir;
+        match action {
+            Action::MoveDataAside => {
+                return datadir::move_aside(data_dir, "removed")
+                    .map(|to| tracing::warn!("moved the stale data dir aside to {}", to.display()))
+                    .map(|()| None)
+                    .map_err(|e| e.message);
+            }
+            Action::CopyDataAside => {
+                let to = datadir::copy_aside(data_dir, "before-recovery").map_err(|e| e.message)?;
+                tracing::warn!(
+                    "copied the data dir to {} before recovering from it",
+                    to.display()
+                );
+                memory.data_copied = Some(to);
+                return Ok(None);
+            }
+            _ => {}
         }
         let spec = &self.settings.cluster;
         let endpoints: Vec<String> = obs
@@ -518,20 +583,21 @@ impl Agent {
                     if r.is_ok() {
                         tracing::warn!(member = %name, id = %format!("{id:x}"), peer_urls = %peer_urls.join(","), "removed member");
                     }
-                    r.or_else(|e| already(e, "member not found"))
+                    r.map(|()| None)
+                        .or_else(|e| already(e, "member not found").map(|()| None))
                 }
                 Action::AddMember { peer_url, learner } => {
                     let r = self.etcd.member_add(endpoint, peer_url, *learner).await;
-                    if let Ok(m) = &r {
+                    if let Ok((m, _)) = &r {
                         tracing::info!(id = %format!("{:x}", m.id), peer_url, learner, "added this node as a member");
                     }
-                    r.map(drop)
-                        .or_else(|e| already(e, "Peer URLs already exists"))
+                    r.map(|(_, after)| Some(after))
+                        .or_else(|e| already(e, "Peer URLs already exists").map(|()| None))
                 }
-                Action::MoveDataAside => unreachable!(),
+                Action::MoveDataAside | Action::CopyDataAside => unreachable!("done above"),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(after) => return Ok(after),
                 // etcd said no for now (too many learners, not enough started members): another
                 // endpoint would say the same.
                 Err(e @ CallError::Etcd { .. }) => return Err(e.to_string()),
@@ -540,6 +606,17 @@ impl Agent {
         }
         Err(last)
     }
+}
+
+/// The observation with every answering peer reporting `view` instead.
+fn with_view(obs: &Observation, view: decide::ClusterView) -> Observation {
+    let mut obs = obs.clone();
+    for p in &mut obs.probes {
+        if let PeerAnswer::Answered(v) = &mut p.answer {
+            *v = view.clone();
+        }
+    }
+    obs
 }
 
 /// Adds the time since `since` to a run's tally.

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+mod kv;
+#[allow(unused_imports)]
+pub use kv::{Kv, b64};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -123,6 +127,8 @@ pub struct Lab {
     /// `cluster.bootstrap_settle` in each config: unset by default (the shipped default: a
     /// first bootstrap needs every member's vouch); the opt-in fallback has tests of its own.
     pub bootstrap_settle: Option<&'static str>,
+    /// More `[cluster]` lines for every config written from now on.
+    pub cluster_extra: String,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -145,6 +151,7 @@ impl Lab {
             hosts_file: None,
             name_in_config: true,
             bootstrap_settle: None,
+            cluster_extra: String::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -201,7 +208,7 @@ impl Lab {
 size = {size}
 token = "{token}"
 data_dir = "{data}"
-{settle}[output]
+{settle}{extra}[output]
 env_file = "{env}"
 [etcd_client]
 timeout = "1s"
@@ -222,6 +229,7 @@ max_interval = "1s"
                 .bootstrap_settle
                 .map(|v| format!("bootstrap_settle = \"{v}\"\n"))
                 .unwrap_or_default(),
+            extra = self.cluster_extra,
             token = self.token,
             data = n.data_dir().display(),
             env = n.env_file().display(),

@@ -1,0 +1,237 @@
+//! The rows for a node with data when no cluster answers: restart on the data (the cluster's
+//! members are rebooting, or the rest of them answer once this one is up), or, when the quorum
+//! is lost for good, say so and, only with `cluster.recover_lost_quorum`, recover it from the
+//! freshest survivor's own data (docs/recovery.md).
+//!
+//! "Lost for good" is evidence, never silence alone: each member the data dir lists (snapshot
+//! plus log, `datadir::snap`, `datadir::wal`) that is not this node is gone only when no
+//! discovered machine has its peer URL and it does not answer on it, or when the machine that
+//! has its URL vouched for a data dir without it; either at two looks in a row. And the
+//! survivor that recovers is chosen on what every discovered machine said: each one vouched
+//! (a machine that says nothing may hold fresher data of the same cluster), and the highest raft
+//! index wins, ties to the lowest member id, so every survivor picks the same one.
+
+use std::cmp::Reverse;
+
+use super::facts::{Facts, PeerAnswer, Vouch, VouchedData};
+use super::{
+    Action, Decision, Outcome, Row, StartPlan, discovered_cluster, outcome, owner_of, peer_url,
+    quorum, wait,
+};
+use crate::datadir::{WalInfo, WalMember};
+use crate::envfile::ClusterState;
+use crate::member::Candidate;
+
+pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
+    let Some(lost) = lost_quorum(f) else {
+        let plan = StartPlan {
+            state: ClusterState::Existing,
+            initial_cluster: discovered_cluster(f),
+            force_new_cluster: false,
+        };
+        return outcome(
+            Row::RestartUnreachable,
+            Decision::Start(plan),
+            "local data and no cluster answered: restart on the data (etcd ignores the initial-cluster settings when it has data)",
+        );
+    };
+    let wal = lost.wal;
+    let cluster = format!("{:x}", wal.cluster_id);
+    let gone = lost
+        .gone
+        .iter()
+        .map(|m| describe(m))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = format!(
+        "cluster {cluster} has lost its quorum: {} of its {} voting members are gone ({gone})",
+        lost.gone.len(),
+        lost.voters
+    );
+    if let Some(m) = lost.gone.iter().find(|m| !f.dead_before.contains(&m.id)) {
+        return wait(format!(
+            "{what}; confirming at the next look that {} is gone before anything else",
+            describe(m)
+        ));
+    }
+    // Every other discovered machine must have said what it holds: silence may be the freshest
+    // survivor still booting.
+    let mut holders = vec![Holder {
+        name: me.name.to_string(),
+        member_id: wal.member_id,
+        last_index: wal.last_index,
+    }];
+    for c in f.discovered.iter().filter(|c| c.name != me.name) {
+        let answer = f.answer_of(&c.name);
+        match answer {
+            Some(PeerAnswer::Vouched(v)) => match &v.data {
+                VouchedData::Member {
+                    cluster_id,
+                    member_id,
+                    last_index,
+                } if *cluster_id == cluster => match u64::from_str_radix(member_id, 16) {
+                    Ok(member_id) => holders.push(Holder {
+                        name: c.name.to_string(),
+                        member_id,
+                        last_index: *last_index,
+                    }),
+                    Err(_) => {
+                        return wait(format!(
+                            "{what}; {} ({}) vouches for data of it with a member id that is not hex ({}): waiting for a vouch that can be compared",
+                            c.name,
+                            c.host,
+                            crate::member::excerpt(member_id)
+                        ));
+                    }
+                },
+                // Another cluster's data, or none: not a survivor of this one.
+                VouchedData::Member { .. } | VouchedData::Empty => {}
+                VouchedData::Unreadable => {
+                    return wait(format!(
+                        "{what}; {} ({}) holds an etcd data dir its agent cannot read, so how far it got is unknown",
+                        c.name, c.host
+                    ));
+                }
+            },
+            Some(PeerAnswer::Stalled { version }) => {
+                return wait(format!(
+                    "{what}; {} ({}) runs etcd {version} on its data without a leader, so its raft index is unknown: restart it, and its agent will say",
+                    c.name, c.host
+                ));
+            }
+            _ => {
+                return wait(format!(
+                    "{what}; waiting for {} ({}) to vouch, since it may hold fresher data of the same cluster",
+                    c.name, c.host
+                ));
+            }
+        }
+    }
+    let freshest = holders
+        .iter()
+        .max_by_key(|h| (h.last_index, Reverse(h.member_id)))
+        .expect("this node holds data");
+    let survivors = holders
+        .iter()
+        .map(|h| {
+            format!(
+                "{} (member {:x}, raft index {})",
+                h.name, h.member_id, h.last_index
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = format!("{what}; survivors: {survivors}");
+    if freshest.member_id != wal.member_id {
+        return wait(if f.spec.recover_lost_quorum {
+            format!(
+                "{what}. {} holds the freshest data: it recovers the cluster, and this node joins it afterwards",
+                freshest.name
+            )
+        } else {
+            format!(
+                "{what}. {} holds the freshest data; to restart the cluster from it, set cluster.recover_lost_quorum = true on the survivors (docs/recovery.md)",
+                freshest.name
+            )
+        });
+    }
+    if !f.spec.recover_lost_quorum {
+        return wait(format!(
+            "{what}. This node holds the freshest data; to restart the cluster from it, set cluster.recover_lost_quorum = true (or start etcd once with --force-new-cluster by hand, docs/recovery.md)"
+        ));
+    }
+    if !f.data_copied {
+        return outcome(
+            Row::Recover,
+            Decision::Act(Action::CopyDataAside),
+            format!(
+                "{what}. This node holds the freshest data and cluster.recover_lost_quorum is on: copying the data dir aside before recovering"
+            ),
+        );
+    }
+    let plan = StartPlan {
+        state: ClusterState::Existing,
+        initial_cluster: vec![(me.name.clone(), peer_url(f, me))],
+        force_new_cluster: true,
+    };
+    outcome(
+        Row::Recover,
+        Decision::Start(plan),
+        format!(
+            "{what}. This node holds the freshest data: starting etcd once with --force-new-cluster as member {:x} of cluster {cluster} at raft index {} (the agent runs that start itself, with a snapshot, and stops it; etcd.service then starts the cluster of one); the other machines join it one at a time",
+            wal.member_id, wal.last_index
+        ),
+    )
+}
+
+/// The members the data dir lists that are gone at this look (for the caller to remember, so
+/// that the next look can confirm them). Empty when the quorum is not lost.
+pub fn gone_ids(f: &Facts<'_>) -> Vec<u64> {
+    lost_quorum(f).map_or_else(Vec::new, |l| l.gone.iter().map(|m| m.id).collect())
+}
+
+struct Lost<'f> {
+    wal: &'f WalInfo,
+    voters: usize,
+    /// Sorted by id.
+    gone: Vec<&'f WalMember>,
+}
+
+struct Holder {
+    name: String,
+    member_id: u64,
+    last_index: u64,
+}
+
+/// The quorum of this node's cluster is lost at this look: too few of its voting members are
+/// left. `None` when it is not, or when the data dir does not say who the members are (a log
+/// whose beginning was purged, with no readable snapshot): then nothing can be proved gone.
+fn lost_quorum<'f>(f: &'f Facts<'_>) -> Option<Lost<'f>> {
+    let wal = f.wal?;
+    let mine = wal.members.iter().find(|m| m.id == wal.member_id)?;
+    if !wal.members_complete || mine.is_learner {
+        return None;
+    }
+    let voters: Vec<&WalMember> = wal.members.iter().filter(|m| !m.is_learner).collect();
+    let mut gone: Vec<&WalMember> = voters
+        .iter()
+        .copied()
+        .filter(|m| m.id != wal.member_id && is_gone(f, m))
+        .collect();
+    gone.sort_by_key(|m| m.id);
+    (voters.len() - gone.len() < quorum(voters.len())).then_some(Lost {
+        wal,
+        voters: voters.len(),
+        gone,
+    })
+}
+
+/// Gone at this look: the machine with its peer URL vouched for a data dir without this member,
+/// or no discovered machine has the URL and nothing answers on it.
+fn is_gone(f: &Facts<'_>, m: &WalMember) -> bool {
+    match m.peer_urls.iter().find_map(|u| owner_of(f, u)) {
+        Some(owner) => f.probes.iter().any(|p| {
+            p.peer == owner.name
+                && matches!(&p.answer, PeerAnswer::Vouched(v) if !holds_member(v, m.id))
+        }),
+        None => !f.undiscovered_alive.contains(&m.id),
+    }
+}
+
+fn holds_member(v: &Vouch, id: u64) -> bool {
+    match &v.data {
+        VouchedData::Empty => false,
+        VouchedData::Member { member_id, .. } => *member_id == format!("{id:x}"),
+        // Cannot tell: it may be this member's data.
+        VouchedData::Unreadable => true,
+    }
+}
+
+fn describe(m: &WalMember) -> String {
+    let urls = m.peer_urls.join(",");
+    if m.name.is_empty() {
+        format!("{:x} at {urls}", m.id)
+    } else {
+        format!("{} ({:x}) at {urls}", m.name, m.id)
+    }
+}
