@@ -12,6 +12,11 @@
 //! lose their disks while their cluster runs, and are replaced by new machines; reboots take
 //! from a second to 10 minutes (longer than any timer); sometimes the whole fleet power-cycles.
 //!
+//! Survivors' logs advance while their cluster has a quorum (each member keeps up most steps, so
+//! survivors differ in how far they got) and remember the member list. A rare event loses a
+//! majority of the members for good with their disks (a zone), creates replacements and reboots
+//! the survivors; odd seeds run with `cluster.recover_lost_quorum` on.
+//!
 //! After every step the invariants are checked:
 //! 1. at most one formed cluster (one that reached quorum) exists at any time, a cluster
 //!    existing while any live machine holds its data (a cluster whose every machine was
@@ -21,7 +26,11 @@
 //!    bootstrap joins), or while it has data itself;
 //! 3. every `existing` join's ETCD_INITIAL_CLUSTER matches the cluster it joins (same peer URLs,
 //!    this node's member present and unstarted), so etcd never says "member count is unequal";
-//! 4. every agent run ends, within its deadline, in a started etcd or a loud failure.
+//! 4. every agent run ends, within its deadline, in a started etcd or a loud failure;
+//! 5. a recovery (`--force-new-cluster`) happens only with the setting, only once a majority of
+//!    the voters' machines is really gone, only from the freshest data any live machine holds of
+//!    that cluster (so the recovered cluster's data is the freshest survivor's), and never while
+//!    another recovery of the same cluster runs (one cluster, invariant 1).
 //!
 //! A failing seed prints its trace; `SIM_SEED=<seed> cargo test --test simulation` replays one.
 //! `SIM_SETTLE=20` runs the old rule (a first bootstrap on 20 s of silence) instead of vouching.
@@ -32,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use etcd_bootstrap::config::ClusterSpec;
-use etcd_bootstrap::datadir::WalInfo;
+use etcd_bootstrap::datadir::{WalInfo, WalMember};
 use etcd_bootstrap::decide::{
     self, Action, ClusterView, DataDir, Decision, EtcdMember, Facts, PeerAnswer, Probe, Vouch,
     VouchedData,
@@ -83,7 +92,6 @@ enum Agent {
         seen: bool,
         quiet: [u64; 32],
         listed: [u64; 32],
-        dead: u64,
     },
     Done,
     Failed,
@@ -108,6 +116,18 @@ struct Machine {
     agreed: Option<Vec<(MemberName, String)>>,
     /// A terminated machine stays listed until then (listings lag).
     unlisted_from: u64,
+    /// The raft index its data dir's log reached.
+    index: u64,
+    /// Its data dir's member list (id, peer URL, learner), as of when its etcd last ran.
+    members_seen: Vec<(u64, String, bool)>,
+    /// The run's memory: members gone (or dead) at the previous look, and the data dir copied
+    /// for a recovery.
+    dead_before: Vec<u64>,
+    data_copied: bool,
+    /// The run added this machine's member to that cluster: it decides on the membership the
+    /// addition returned, which is there even when the cluster has no quorum until this member
+    /// starts (etcd 3.5 does not answer member lists then).
+    added_to: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -122,6 +142,10 @@ struct Member {
 struct Cluster {
     members: Vec<Member>,
     formed_at: Option<u64>,
+    /// The commit index: grows while a quorum of its members runs (clients write).
+    index: u64,
+    /// Machines whose data it was recovered from, in order.
+    recovered_from: Vec<usize>,
 }
 
 struct World {
@@ -136,6 +160,10 @@ struct World {
     next_member_id: u64,
     trace: Vec<String>,
     now: u64,
+    /// Recoveries carried out (for the figures).
+    recoveries: usize,
+    /// Permanent losses of a majority (for the figures).
+    majority_losses: usize,
 }
 
 fn hash(s: &str) -> u64 {
@@ -145,7 +173,7 @@ fn hash(s: &str) -> u64 {
 }
 
 impl World {
-    fn new(seed: u64, n: usize, settle: Option<u64>) -> Self {
+    fn new(seed: u64, n: usize, settle: Option<u64>, recover: bool) -> Self {
         let mut rng = Rng(seed);
         let extras = if rng.chance(20) {
             1 + rng.below(2) as usize
@@ -163,7 +191,7 @@ impl World {
             remove_dead_members: true,
             join_as_learner: false,
             replace_stale_data: false,
-            recover_lost_quorum: false,
+            recover_lost_quorum: recover,
             bootstrap_settle: settle.map(std::time::Duration::from_secs),
         };
         let mut w = World {
@@ -175,6 +203,8 @@ impl World {
             clusters: BTreeMap::new(),
             formed: BTreeSet::new(),
             next_member_id: 1,
+            recoveries: 0,
+            majority_losses: 0,
             trace: vec![format!(
                 "seed {seed}: {n} members, {extras} extra tagged machines"
             )],
@@ -213,6 +243,11 @@ impl World {
             ever_listed: BTreeSet::new(),
             agreed: None,
             unlisted_from: u64::MAX,
+            index: 0,
+            members_seen: Vec::new(),
+            dead_before: Vec::new(),
+            data_copied: false,
+            added_to: None,
             agent: Agent::Running {
                 started: boot,
                 next: boot,
@@ -220,7 +255,6 @@ impl World {
                 seen: false,
                 quiet: [u64::MAX; 32],
                 listed: [u64::MAX; 32],
-                dead: 0,
             },
         });
         self.trace.push(format!(
@@ -273,11 +307,13 @@ impl World {
             .collect();
         match c.formed_at {
             // A cluster without quorum right now does not answer linearizable member lists.
-            Some(t) if Self::quorum_started(c) => PeerAnswer::Answered(ClusterView {
-                cluster_id: cluster,
-                members,
-                settled: self.now > t,
-            }),
+            Some(t) if Self::quorum_started(c) || self.machines[i].added_to == Some(cluster) => {
+                PeerAnswer::Answered(ClusterView {
+                    cluster_id: cluster,
+                    members,
+                    settled: self.now > t,
+                })
+            }
             Some(_) => PeerAnswer::Stalled {
                 version: "3.5.0".into(),
             },
@@ -327,7 +363,6 @@ impl World {
             mut seen,
             mut quiet,
             mut listed,
-            mut dead,
             ..
         } = self.machines[i].agent
         else {
@@ -425,8 +460,7 @@ impl World {
                         .collect()
                 })
                 .unwrap_or_default();
-            // The run remembers one set of dead members; enough for the one-per-run removal.
-            let dead_before: Vec<u64> = if dead == 0 { vec![] } else { vec![dead] };
+            let dead_before = self.machines[i].dead_before.clone();
             // Vouches count only from machines in this listing (a replacement reusing an address
             // is another machine, and indexes are never reused here).
             let vouched: Vec<(MemberName, Vouch)> = listing
@@ -460,8 +494,49 @@ impl World {
                 .map(|(cluster_id, member_id)| WalInfo {
                     member_id,
                     cluster_id,
-                    ..WalInfo::default()
+                    last_index: self.machines[i].index,
+                    commit: self.machines[i].index,
+                    members: self.machines[i]
+                        .members_seen
+                        .iter()
+                        .map(|(id, url, learner)| WalMember {
+                            id: *id,
+                            name: String::new(),
+                            peer_urls: vec![url.clone()],
+                            is_learner: *learner,
+                        })
+                        .collect(),
+                    members_complete: true,
                 });
+            // No cluster answers: the members its data lists that no listed machine has are
+            // asked on their own peer URLs (any machine there, etcd or a waiting agent, answers).
+            let mut alive = alive;
+            if !probes
+                .iter()
+                .any(|p| matches!(p.answer, PeerAnswer::Answered(_)))
+                && let Some(w) = &wal
+            {
+                for m in w.members.iter().filter(|m| m.id != w.member_id) {
+                    let peer = &m.peer_urls[0];
+                    let listed = listing
+                        .iter()
+                        .any(|c| url(Scheme::Http, &c.host, 2380) == *peer);
+                    let answers = (0..self.machines.len()).any(|x| {
+                        let hidden = self
+                            .hidden
+                            .iter()
+                            .any(|&(o, h, until)| o == i && h == x && now < until);
+                        let mx = &self.machines[x];
+                        !hidden
+                            && mx.alive
+                            && self.peer_url(x) == *peer
+                            && (matches!(mx.etcd, Etcd::Running { .. }) || mx.vouch.is_some())
+                    });
+                    if !listed && answers {
+                        alive.push(m.id);
+                    }
+                }
+            }
             // What this agent says of itself from now on.
             self.machines[i].vouch = me.map(|k| {
                 let ready = data == DataDir::Empty && !seen && listing.len() == self.spec.size;
@@ -480,7 +555,7 @@ impl World {
                         Some((c, m)) => VouchedData::Member {
                             cluster_id: format!("{c:x}"),
                             member_id: format!("{m:x}"),
-                            last_index: 0,
+                            last_index: self.machines[i].index,
                         },
                     },
                     bootstrap: ready.then(|| decide::bootstrap_set(&set)),
@@ -517,10 +592,10 @@ impl World {
                 quiet_for: std::time::Duration::from_secs(quiet_for),
                 undiscovered_alive: &alive,
                 dead_before: &dead_before,
-                data_copied: false,
+                data_copied: self.machines[i].data_copied,
             };
             let out = decide::decide(&facts);
-            dead = decide::dead_ids(&facts).first().copied().unwrap_or(0);
+            self.machines[i].dead_before = decide::dead_ids(&facts);
             self.machines[i].agreed = out.agreed.clone();
             let name = self.machines[i].cand.name.to_string();
             match out.decision {
@@ -564,7 +639,9 @@ impl World {
                                 .iter()
                                 .filter(|m| !m.learner && m.started)
                                 .count();
-                            if !learner && started < decide::quorum(voters + 1) {
+                            // etcd allows a second voter beside a lone started one.
+                            let one_to_two = voters == 1 && started == 1;
+                            if !learner && started < decide::quorum(voters + 1) && !one_to_two {
                                 self.trace.push(format!(
                                     "t={now}: etcd refuses the add (strict reconfig)"
                                 ));
@@ -579,7 +656,9 @@ impl World {
                                 started: false,
                                 learner,
                             });
+                            self.machines[i].added_to = Some(c);
                         }
+                        (Action::CopyDataAside, _) => self.machines[i].data_copied = true,
                         (Action::MoveDataAside, _) => self.machines[i].disk = None,
                         _ => break,
                     }
@@ -593,7 +672,11 @@ impl World {
                     ));
                     // The agent stops vouching before etcd takes the port.
                     self.end_agent(i, Agent::Done);
-                    self.start(i, plan.state, &plan.initial_cluster);
+                    if plan.force_new_cluster {
+                        self.force_new_cluster(i);
+                    } else {
+                        self.start(i, plan.state, &plan.initial_cluster);
+                    }
                     return;
                 }
             }
@@ -614,7 +697,6 @@ impl World {
                 seen,
                 quiet,
                 listed,
-                dead,
             }
         };
     }
@@ -631,6 +713,9 @@ impl World {
         m.vouched.clear();
         m.ever_listed.clear();
         m.agreed = None;
+        m.dead_before.clear();
+        m.data_copied = false;
+        m.added_to = None;
     }
 
     fn start(&mut self, i: usize, state: ClusterState, ic: &[(MemberName, String)]) {
@@ -709,6 +794,8 @@ impl World {
                         })
                         .collect(),
                     formed_at: None,
+                    index: 0,
+                    recovered_from: Vec::new(),
                 });
                 let me = cl
                     .members
@@ -759,6 +846,170 @@ impl World {
                 self.machines[i].disk = Some((id, member));
                 self.machines[i].etcd = Etcd::Running { cluster: id };
             }
+        }
+    }
+
+    /// A survivor's etcd started once with --force-new-cluster: its data becomes a cluster of
+    /// one. Checked here: it really was the freshest survivor, the quorum really was lost (a
+    /// majority of the voters' machines gone with their disks), and its member was still in the
+    /// cluster (one recovery per loss, never a second cluster from the same data).
+    fn force_new_cluster(&mut self, i: usize) {
+        let Some((cluster, member)) = self.machines[i].disk else {
+            self.fail(format!("etcd-{i} forced a new cluster without data"));
+        };
+        let mine = self.machines[i].index;
+        for (j, m) in self.machines.iter().enumerate() {
+            if j != i && m.alive && m.disk.is_some_and(|(c, _)| c == cluster) && m.index > mine {
+                self.fail(format!(
+                    "etcd-{i} recovered cluster {cluster:x} from raft index {mine}, but etcd-{j} holds {}",
+                    m.index
+                ));
+            }
+        }
+        let c = &self.clusters[&cluster];
+        let voters: Vec<&Member> = c.members.iter().filter(|m| !m.learner).collect();
+        let alive = voters
+            .iter()
+            .filter(|v| {
+                self.machines
+                    .iter()
+                    .any(|m| m.alive && m.disk == Some((cluster, v.id)))
+            })
+            .count();
+        if alive >= decide::quorum(voters.len()) {
+            self.fail(format!(
+                "etcd-{i} forced a new cluster while {alive} of the {} voters' machines of {cluster:x} were alive",
+                voters.len()
+            ));
+        }
+        // Its member is gone from the cluster when another survivor recovered it already: that
+        // is a second cluster from the same data, unless every machine of that recovery is
+        // gone with its disk (then this is the freshest data left, and a new recovery).
+        if !c.members.iter().any(|m| m.id == member)
+            && let Some(j) = (0..self.machines.len()).find(|&j| {
+                let m = &self.machines[j];
+                m.alive
+                    && m.disk.is_some_and(|(cl, id)| {
+                        cl == cluster && c.members.iter().any(|x| x.id == id)
+                    })
+            })
+        {
+            self.fail(format!(
+                "etcd-{i} forced a new cluster from member {member:x}, which cluster {cluster:x} no longer has, while etcd-{j} runs it (a second recovery)"
+            ));
+        }
+        let my_url = self.peer_url(i);
+        let c = self.clusters.get_mut(&cluster).unwrap();
+        c.members.retain(|m| m.id == member);
+        if c.members.is_empty() {
+            c.members.push(Member {
+                id: member,
+                name: String::new(),
+                peer_url: my_url,
+                started: true,
+                learner: false,
+            });
+        }
+        c.members[0].started = true;
+        c.index = mine;
+        c.recovered_from.push(i);
+        // The forced start writes the new membership into the log at once.
+        let url = c.members[0].peer_url.clone();
+        self.machines[i].members_seen = vec![(member, url, false)];
+        self.recoveries += 1;
+        self.machines[i].etcd = Etcd::Running { cluster };
+        self.trace.push(format!(
+            "t={}: etcd-{i} recovers cluster {cluster:x} from its data at raft index {mine}",
+            self.now
+        ));
+    }
+
+    /// A quorum of the cluster's voters runs on machines that hold their data.
+    fn live_quorum(&self, id: u64) -> bool {
+        let c = &self.clusters[&id];
+        let voters: Vec<&Member> = c.members.iter().filter(|m| !m.learner).collect();
+        let running = voters
+            .iter()
+            .filter(|v| {
+                self.machines.iter().any(|m| {
+                    m.alive && m.etcd == Etcd::Running { cluster: id } && m.disk == Some((id, v.id))
+                })
+            })
+            .count();
+        running >= decide::quorum(voters.len())
+    }
+
+    /// Clients write while a quorum runs; members keep up (most steps) and remember the member
+    /// list, as their data dirs do.
+    fn advance_logs(&mut self) {
+        let ids: Vec<u64> = self.clusters.keys().copied().collect();
+        for id in ids {
+            let live = self.clusters[&id].formed_at.is_some() && self.live_quorum(id);
+            if live {
+                self.clusters.get_mut(&id).unwrap().index += 1;
+            }
+            let c = &self.clusters[&id];
+            let seen: Vec<(u64, String, bool)> = c
+                .members
+                .iter()
+                .map(|m| (m.id, m.peer_url.clone(), m.learner))
+                .collect();
+            let index = c.index;
+            for k in 0..self.machines.len() {
+                let m = &self.machines[k];
+                let member_here = m
+                    .disk
+                    .is_some_and(|(c, mid)| c == id && seen.iter().any(|(sid, _, _)| *sid == mid));
+                if m.alive && m.etcd == (Etcd::Running { cluster: id }) && member_here {
+                    let catch_up = live && self.rng.chance(80);
+                    let m = &mut self.machines[k];
+                    m.members_seen = seen.clone();
+                    if catch_up {
+                        m.index = index;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A majority of the live cluster's members is gone for good with their disks (a zone
+    /// lost); replacements are created, and the survivors reboot.
+    fn lose_majority(&mut self) {
+        let Some(&id) = self.live_formed().first() else {
+            return;
+        };
+        let voters: Vec<u64> = self.clusters[&id]
+            .members
+            .iter()
+            .filter(|m| !m.learner)
+            .map(|m| m.id)
+            .collect();
+        let holders: Vec<usize> = (0..self.machines.len())
+            .filter(|&k| {
+                let m = &self.machines[k];
+                m.alive
+                    && m.disk
+                        .is_some_and(|(c, mid)| c == id && voters.contains(&mid))
+            })
+            .collect();
+        let lose = voters.len() - decide::quorum(voters.len()) + 1;
+        if holders.len() <= lose || self.machines.len() + lose > 16 {
+            return;
+        }
+        self.majority_losses += 1;
+        self.trace.push(format!(
+            "t={}: {lose} of cluster {id:x}'s {} voters are lost for good; the survivors reboot",
+            self.now,
+            voters.len()
+        ));
+        let (gone, survivors) = holders.split_at(lose);
+        for &k in gone {
+            self.terminate(k);
+            self.add_machine(self.now);
+        }
+        for &k in survivors {
+            self.stop(k);
+            self.reboot(k);
         }
     }
 
@@ -826,6 +1077,8 @@ impl World {
             ));
             self.stop(k);
             self.reboot(k);
+        } else if (18..20).contains(&roll) {
+            self.lose_majority();
         } else if (15..18).contains(&roll) {
             let o = self.rng.below(n as u64) as usize;
             let until = now + 1 + self.rng.below(120);
@@ -883,7 +1136,6 @@ impl World {
             seen: false,
             quiet: [u64::MAX; 32],
             listed: [u64::MAX; 32],
-            dead: 0,
         };
     }
 
@@ -914,6 +1166,7 @@ impl World {
                 }
             }
             self.chaos();
+            self.advance_logs();
             self.now += 1;
         }
     }
@@ -926,12 +1179,23 @@ fn settle() -> Option<u64> {
         .map(|s| s.parse().expect("SIM_SETTLE is a number"))
 }
 
-/// Runs one seed; returns whether the cluster formed with every expected member running.
-fn simulate(seed: u64) -> bool {
+/// What one seed did, for the figures.
+struct Ran {
+    formed: bool,
+    majority_losses: usize,
+    recoveries: usize,
+}
+
+/// Runs one seed (odd seeds with `cluster.recover_lost_quorum` on).
+fn simulate(seed: u64) -> Ran {
     let n = [1, 3, 5, 7][(seed % 4) as usize];
-    let mut w = World::new(seed, n, settle());
+    let mut w = World::new(seed, n, settle(), seed % 2 == 1);
     w.run();
-    !w.formed.is_empty()
+    Ran {
+        formed: !w.formed.is_empty(),
+        majority_losses: w.majority_losses,
+        recoveries: w.recoveries,
+    }
 }
 
 /// The failure of the old rule, scripted: a formed 3-member cluster loses two machines with their
@@ -939,7 +1203,8 @@ fn simulate(seed: u64) -> bool {
 /// 20 s settle the replacements take its silence for an empty machine and bootstrap an empty
 /// cluster beside its data; with vouching they wait for it.
 fn slow_reboot_after_two_replacements(settle: Option<u64>) -> World {
-    let mut w = World::new(7, 3, settle);
+    // A seed in which the old rule's failure shows (the test checks that it does).
+    let mut w = World::new(1, 3, settle, false);
     w.chaos = false;
     while w.now < 60 {
         w.step();
@@ -978,13 +1243,14 @@ fn regression_a_reboot_longer_than_the_settle_never_strands_the_data() {
         "no replacement bootstraps: {}",
         w.trace.join("\n")
     );
+    // Its two peers are gone for good: without recover_lost_quorum the survivor decides nothing
+    // (it says the quorum is lost) and leaves its data as it is.
     assert!(
-        after
-            .iter()
-            .any(|l| l.contains("etcd-2 starts Existing (restart-unreachable)")),
-        "the survivor restarts on its data: {}",
+        after.iter().all(|l| !l.contains("etcd-2 starts")),
+        "the survivor does not start on a lost quorum: {}",
         w.trace.join("\n")
     );
+    assert!(w.machines[2].disk.is_some());
     // The test can fail: the old rule fails it.
     let old = std::panic::catch_unwind(|| slow_reboot_after_two_replacements(Some(20)));
     let message = old
@@ -997,12 +1263,85 @@ fn regression_a_reboot_longer_than_the_settle_never_strands_the_data() {
     );
 }
 
+/// A formed 5-member cluster loses three machines with their disks for good; replacements boot
+/// and the two survivors, one of them behind the other, reboot.
+fn majority_lost(recover: bool) -> (World, u64) {
+    let mut w = World::new(3, 5, None, recover);
+    w.chaos = false;
+    while w.now < 80 {
+        w.step();
+    }
+    let id = *w.formed.first().expect("formed");
+    assert!(
+        w.machines.iter().all(|m| m.agent == Agent::Done) && w.cluster_answers(),
+        "the cluster formed first:\n{}",
+        w.trace.join("\n")
+    );
+    let head = w.clusters[&id].index;
+    w.machines[3].index = head;
+    w.machines[4].index = head - 5;
+    for k in [0, 1, 2] {
+        w.terminate(k);
+        w.machines[k].unlisted_from = w.now;
+        w.add_machine(w.now);
+    }
+    for k in [3, 4] {
+        w.stop(k);
+        w.reboot_for(k, 5 + k as u64);
+    }
+    w.trace.push(format!(
+        "t={}: three of five lost for good; etcd-3 (raft index {head}) and etcd-4 (index {}) reboot",
+        w.now,
+        head - 5
+    ));
+    w.run();
+    (w, head)
+}
+
+#[test]
+fn a_lost_majority_is_recovered_from_the_freshest_survivor_and_only_with_the_setting() {
+    let (w, head) = majority_lost(true);
+    let trace = w.trace.join("\n");
+    assert_eq!(w.recoveries, 1, "{trace}");
+    let id = *w.formed.first().unwrap();
+    assert!(
+        trace.contains(&format!(
+            "etcd-3 recovers cluster {id:x} from its data at raft index {head}"
+        )),
+        "from the freshest survivor's data: {trace}"
+    );
+    assert_eq!(w.live_formed(), [id], "one cluster, the same one: {trace}");
+    let c = &w.clusters[&id];
+    let running = w
+        .machines
+        .iter()
+        .filter(|m| m.alive && m.etcd == (Etcd::Running { cluster: id }))
+        .count();
+    assert_eq!(
+        (c.members.len(), running),
+        (5, 5),
+        "back to five members: {trace}"
+    );
+    assert!(c.members.iter().all(|m| m.started), "{trace}");
+
+    let (w, _) = majority_lost(false);
+    let trace = w.trace.join("\n");
+    assert_eq!(w.recoveries, 0, "{trace}");
+    let after: Vec<&String> = w
+        .trace
+        .iter()
+        .skip_while(|l| !l.contains("three of five lost"))
+        .collect();
+    assert!(after.iter().all(|l| !l.contains(" starts ")), "{trace}");
+    assert!(w.machines[3].disk.is_some() && w.machines[4].disk.is_some());
+}
+
 #[test]
 fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     if let Ok(seed) = std::env::var("SIM_SEED") {
         let seed: u64 = seed.parse().expect("SIM_SEED is a number");
         let n = [1, 3, 5, 7][(seed % 4) as usize];
-        let mut w = World::new(seed, n, settle());
+        let mut w = World::new(seed, n, settle(), seed % 2 == 1);
         w.run();
         println!("{}", w.trace.join("\n"));
         return;
@@ -1011,8 +1350,28 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SEEDS);
-    let formed = (0..seeds).filter(|&seed| simulate(seed)).count() as u64;
-    println!("simulated {seeds} seeds: 0 invariant violations; a cluster formed in {formed}");
+    let runs: Vec<Ran> = (0..seeds).map(simulate).collect();
+    let formed = runs.iter().filter(|r| r.formed).count() as u64;
+    let lost = |on: bool| {
+        runs.iter()
+            .enumerate()
+            .filter(|(seed, r)| (seed % 2 == 1) == on && r.majority_losses > 0)
+            .count()
+    };
+    let recoveries: usize = runs.iter().map(|r| r.recoveries).sum();
+    println!(
+        "simulated {seeds} seeds: 0 invariant violations; a cluster formed in {formed}; a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries)",
+        lost(true),
+        lost(false)
+    );
+    assert_eq!(
+        runs.iter()
+            .enumerate()
+            .filter(|(seed, r)| seed % 2 == 0 && r.recoveries > 0)
+            .count(),
+        0,
+        "no recovery without the setting"
+    );
     // Liveness is not promised (a node may fail loudly, as every node must when more machines
     // than cluster.size carry the tag), but a simulation in which clusters never form would be
     // testing nothing.

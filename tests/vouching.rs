@@ -18,9 +18,9 @@ on_both_releases! {
 
 /// The failure this product exists to prevent (issue 12): a formed cluster loses two machines
 /// with their disks, two replacements boot while the third machine, which kept the data,
-/// reboots. With shipped defaults the replacements wait for it however long it takes, and when it
-/// is back on its data (without a quorum: its two peers are gone) they fail loudly naming it.
-/// Never an empty cluster beside the data.
+/// reboots. With shipped defaults the replacements wait for it however long it takes; when it is
+/// back, its agent finds the quorum lost and (without `cluster.recover_lost_quorum`) decides
+/// nothing; everyone fails loudly at its timeout naming it. Never an empty cluster beside the data.
 fn replacements_never_bootstrap_while_the_survivor_reboots(etcd: Etcd, block: u8) {
     let mut lab = formed(etcd, block);
     for i in 0..3 {
@@ -47,14 +47,20 @@ fn replacements_never_bootstrap_while_the_survivor_reboots(etcd: Etcd, block: u8
             lab.nodes[i].name
         );
     }
-    // It is back: its agent restarts it on its data, without a quorum (its peers are gone).
-    let out = lab.agent_ok(2);
+    // It is back: its agent finds its two peers gone for good (not listed, silent) and the
+    // quorum lost; without cluster.recover_lost_quorum it decides nothing and says so.
+    let env_before = lab.nodes[2].env();
+    let out = lab.agent(2, &["--timeout", "6s"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(
-        stderr(&out).contains("restart-unreachable"),
-        "{}",
-        stderr(&out)
+        err.contains("has lost its quorum: 2 of its 3 voting members are gone"),
+        "{err}"
     );
-    lab.start_etcd(2);
+    assert!(
+        err.contains("set cluster.recover_lost_quorum = true"),
+        "{err}"
+    );
     for r in replacements {
         let out = r.wait_with_output().unwrap();
         let err = stderr(&out);
@@ -64,8 +70,8 @@ fn replacements_never_bootstrap_while_the_survivor_reboots(etcd: Etcd, block: u8
             .rfind(|l| l.contains("ERROR"))
             .unwrap_or_default();
         assert!(
-            last.contains("node-3 (127.") && last.contains("without a leader"),
-            "the failure names the survivor and its lost quorum: {last}"
+            last.contains("node-3 (127.") && last.contains("holds data of cluster"),
+            "the failure names the survivor and its data: {last}"
         );
     }
     assert!(started.elapsed() >= Duration::from_secs(12));
@@ -77,10 +83,7 @@ fn replacements_never_bootstrap_while_the_survivor_reboots(etcd: Etcd, block: u8
         survivor_data,
         "the survivor's data is untouched"
     );
-    assert_eq!(
-        lab.nodes[2].env_value("ETCD_INITIAL_CLUSTER_STATE"),
-        "existing"
-    );
+    assert_eq!(lab.nodes[2].env(), env_before, "nor its env file rewritten");
 }
 
 /// A data dir whose log belongs to another cluster than the one answering is refused with both

@@ -54,6 +54,24 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
             describe(m)
         ));
     }
+    // A member that answers on its URL although no listed machine has it: the listing missed
+    // its machine, which may run the cluster or hold fresher data.
+    if let Some(m) = lost.present_unlisted.first() {
+        return wait(format!(
+            "{what}; member {} answers on its URL but no discovered machine has it: waiting until the listing shows it, so that it can say how far it got",
+            describe(m)
+        ));
+    }
+    // A machine listed earlier in this run and missing now may hold this cluster's data, or run
+    // a cluster recovered from it already, and be cut off from this one: even when it is one of
+    // the members that look gone (a listing that misses a machine, and a network that hides it,
+    // must not make two recoveries; the simulation found that one).
+    if let Some(c) = f.unsettled.first() {
+        return wait(format!(
+            "{what}; {} ({}) was listed earlier in this run and is missing now: waiting until it is listed again, since it may hold this cluster's data (restart the agent if it is gone for good)",
+            c.name, c.host
+        ));
+    }
     // Every other discovered machine must have said what it holds: silence may be the freshest
     // survivor still booting.
     let mut holders = vec![Holder {
@@ -175,6 +193,8 @@ struct Lost<'f> {
     voters: usize,
     /// Sorted by id.
     gone: Vec<&'f WalMember>,
+    /// Members not gone that no discovered machine has (they answer on their URLs).
+    present_unlisted: Vec<&'f WalMember>,
 }
 
 struct Holder {
@@ -199,10 +219,17 @@ fn lost_quorum<'f>(f: &'f Facts<'_>) -> Option<Lost<'f>> {
         .filter(|m| m.id != wal.member_id && is_gone(f, m))
         .collect();
     gone.sort_by_key(|m| m.id);
+    let present_unlisted = voters
+        .iter()
+        .copied()
+        .filter(|m| m.id != wal.member_id && !gone.iter().any(|g| g.id == m.id))
+        .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
+        .collect();
     (voters.len() - gone.len() < quorum(voters.len())).then_some(Lost {
         wal,
         voters: voters.len(),
         gone,
+        present_unlisted,
     })
 }
 

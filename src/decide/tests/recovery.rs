@@ -242,3 +242,40 @@ fn replacements_repeat_the_survivors_words() {
         o.reason
     );
 }
+
+#[test]
+fn a_live_member_the_listing_misses_or_a_machine_listed_earlier_blocks_a_recovery() {
+    let mut w = World::new(5, 3);
+    w.spec.recover_lost_quorum = true;
+    w.data = DataDir::HasMember;
+    w.wal = Some(survivor_data(
+        &(201..=204)
+            .map(|id| disk_member(id, &format!("http://10.0.9.{}:2380", id - 200)))
+            .collect::<Vec<_>>(),
+    ));
+    w.dead_before = vec![201, 202, 203];
+    w.alive = vec![204];
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.ends_with("member old-204 (cc) at http://10.0.9.4:2380 answers on its URL but no discovered machine has it: waiting until the listing shows it, so that it can say how far it got"),
+        "{}",
+        o.reason
+    );
+
+    // A machine listed earlier in this run and missing now, even one whose member looks gone:
+    // a listing that misses it and a network that hides it must not make a second recovery.
+    let mut w = two_of_three_gone_on();
+    w.unsettled = vec![Candidate {
+        host: Host::parse("10.0.9.1").unwrap(),
+        ..cand(7)
+    }];
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason
+            .contains("etcd-7 (10.0.9.1) was listed earlier in this run and is missing now"),
+        "{}",
+        o.reason
+    );
+}
