@@ -22,6 +22,8 @@ expected=(
     /etc/etcd-bootstrap/config.toml
     /usr/bin/etcd-bootstrap
     /usr/lib/systemd/system/etcd-bootstrap.service
+    /usr/lib/systemd/system/etcd-bootstrap-prune.service
+    /usr/lib/systemd/system/etcd-bootstrap-prune.timer
     /usr/lib/systemd/system/etcd.service.d/10-etcd-bootstrap.conf
     /usr/share/etcd-bootstrap/20-etcd-bootstrap-promote.conf
     /usr/share/man/man1/etcd-bootstrap.1.gz

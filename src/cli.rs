@@ -85,6 +85,15 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_name = "DURATION")]
         timeout: String,
     },
+    /// Remove the members beyond cluster.size whose machines are gone for good (not discovered,
+    /// silent at two looks), one at a time while a quorum stays; run by
+    /// etcd-bootstrap-prune.timer on each member. How a cluster shrinks when cluster.size is
+    /// lowered and machines are terminated.
+    Prune {
+        /// Give up after this long.
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        timeout: String,
+    },
     /// Leave the cluster for good (decommissioning: a lifecycle hook, a shutdown script): hand
     /// leadership to the healthiest other voter if this member leads, then remove this member.
     /// Refuses when the cluster would lose its quorum. Idempotent.

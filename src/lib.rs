@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod pem;
 pub mod preflight;
 pub mod promote;
+pub mod prune;
 pub mod report;
 pub mod retry;
 pub mod run;

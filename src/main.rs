@@ -142,9 +142,15 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             })
         }
         Some(Command::Promote { timeout }) => {
-            let timeout: Duration = config::duration::parse(&timeout)
-                .map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))?;
+            let timeout = timeout_arg(&timeout)?;
             let done = runtime.block_on(etcd_bootstrap::promote::promote(&agent, timeout))?;
+            tracing::info!("{done}");
+            notify::status(&done);
+            Ok(())
+        }
+        Some(Command::Prune { timeout }) => {
+            let timeout = timeout_arg(&timeout)?;
+            let done = runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?;
             tracing::info!("{done}");
             notify::status(&done);
             Ok(())
@@ -153,8 +159,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             timeout,
             move_data_aside,
         }) => {
-            let timeout: Duration = config::duration::parse(&timeout)
-                .map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))?;
+            let timeout = timeout_arg(&timeout)?;
             let done = runtime.block_on(etcd_bootstrap::leave::leave(
                 &agent,
                 timeout,
@@ -166,6 +171,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
     }
+}
+
+fn timeout_arg(text: &str) -> Result<Duration, Failure> {
+    config::duration::parse(text).map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))
 }
 
 fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Result<(), Failure> {

@@ -18,6 +18,7 @@
 //! and writing its file finds its unstarted member next time and reuses it.
 
 mod facts;
+mod prune;
 mod recovery;
 mod simulate;
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod vouching;
 pub use facts::{
     BootstrapMember, ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
 };
+pub use prune::{Prune, prune};
 pub use simulate::simulate;
 pub use vouching::bootstrap_set;
 

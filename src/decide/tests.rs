@@ -984,4 +984,5 @@ fn a_peer_still_vouching_must_have_heard_this_node_first() {
     assert_eq!(w.decide().row, Row::Bootstrap);
 }
 
+mod prune;
 mod recovery;

@@ -537,6 +537,13 @@ impl Agent {
         })
     }
 
+    /// Carries out one membership change through any peer that answered (`prune`).
+    pub async fn carry_out(&self, obs: &Observation, action: &Action) -> Result<(), String> {
+        self.execute(obs, action, &mut RunMemory::default())
+            .await
+            .map(drop)
+    }
+
     /// Carries out one step through any peer that answered. Errors mean "observe again later".
     async fn execute(
         &self,
