@@ -80,7 +80,11 @@ pub fn describe(e: &reqwest::Error) -> String {
     let mut last = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        last = s.to_string();
+        // Some causes print nothing; the last one that says something is the one to show.
+        let text = s.to_string();
+        if !text.trim().is_empty() {
+            last = text;
+        }
         source = s.source();
     }
     last.replace('\n', " ")

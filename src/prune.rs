@@ -32,31 +32,38 @@ pub async fn prune(agent: &Agent, timeout: Duration) -> Result<String, Failure> 
             }
             Prune::Remove(action, why) => {
                 tracing::info!("{why}");
-                agent.carry_out(&obs, &action).await.map_err(|e| {
-                    Failure::new(Kind::Unavailable, format!("{why}, but etcd said: {e}"))
-                })?;
-                if let decide::Action::RemoveMember { id, name, .. } = &action {
-                    removed.push(format!("{name} ({id:x})"));
+                match agent.carry_out(&obs, &action).await {
+                    Ok(()) => {
+                        if let decide::Action::RemoveMember { id, name, .. } = &action {
+                            removed.push(format!("{name} ({id:x})"));
+                        }
+                        continue;
+                    }
+                    // etcd refuses removals for a few seconds after its leader is connected
+                    // ("unhealthy cluster"), and calls time out under load: look again.
+                    Err(e) => wait_or_fail(deadline, timeout, &format!("{why}, but: {e}"))?,
                 }
-                continue;
             }
-            Prune::Wait(why) => {
-                if Instant::now() >= deadline {
-                    return Err(Failure::new(
-                        Kind::Unavailable,
-                        format!("prune did not finish within {timeout:?}: {why}"),
-                    ));
-                }
-                tracing::info!("waiting: {why}");
-            }
+            Prune::Wait(why) => wait_or_fail(deadline, timeout, &why)?,
         }
         tokio::time::sleep(
             agent
                 .settings
                 .discovery
                 .interval
-                .min(deadline - Instant::now()),
+                .min(deadline.saturating_duration_since(Instant::now())),
         )
         .await;
     }
+}
+
+fn wait_or_fail(deadline: Instant, timeout: Duration, why: &str) -> Result<(), Failure> {
+    if Instant::now() >= deadline {
+        return Err(Failure::new(
+            Kind::Unavailable,
+            format!("prune did not finish within {timeout:?}: {why}"),
+        ));
+    }
+    tracing::info!("waiting: {why}");
+    Ok(())
 }
