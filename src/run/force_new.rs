@@ -31,11 +31,14 @@ pub async fn run_once(
     binary: &Path,
     env: &str,
     data_dir: &Path,
-    client_url: &str,
     etcd: &EtcdClient,
 ) -> Result<(), Failure> {
     let snap_dir = data_dir.join("member/snap");
     let snapshot_before = newest_snapshot(&snap_dir);
+    // Clients reach this start on a private loopback port only: a machine waiting to join must
+    // not add itself to it (it would replay the forced log, the very thing the snapshot
+    // avoids); it joins once etcd.service has started the cluster of one.
+    let client_url = private_client_url()?;
     let vars = env
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -46,6 +49,8 @@ pub async fn run_once(
         .envs(vars)
         .env("ETCD_FORCE_NEW_CLUSTER", "true")
         .env("ETCD_SNAPSHOT_COUNT", "1")
+        .env("ETCD_LISTEN_CLIENT_URLS", &client_url)
+        .env("ETCD_ADVERTISE_CLIENT_URLS", &client_url)
         .stdin(Stdio::null())
         // etcd's own lines go where the agent's go (the journal, under this unit).
         .stdout(Stdio::inherit())
@@ -65,7 +70,7 @@ pub async fn run_once(
         "started {} once with --force-new-cluster and a snapshot",
         binary.display()
     );
-    let served = wait_served(&mut child, &snap_dir, snapshot_before, client_url, etcd).await;
+    let served = wait_served(&mut child, &snap_dir, snapshot_before, &client_url, etcd).await;
     stop(&mut child).await;
     served?;
     tracing::warn!(
@@ -112,6 +117,21 @@ async fn wait_served(
             "the recovery start with --force-new-cluster did not serve as a cluster of one with a snapshot within {START_TIMEOUT:?}: {last}"
         ),
     ))
+}
+
+/// `http://127.0.0.1:<a free port>`: plain HTTP, since etcd ignores its certificate files on an
+/// `http` listener, and the check below needs no client certificate.
+fn private_client_url() -> Result<String, Failure> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| {
+            Failure::new(
+                Kind::Unavailable,
+                format!("cannot find a free loopback port for the recovery start: {e}"),
+            )
+        })?;
+    Ok(format!("http://127.0.0.1:{port}"))
 }
 
 /// SIGTERM, then SIGKILL after STOP_TIMEOUT; always reaps the child.

@@ -353,12 +353,10 @@ impl Agent {
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;
                             if plan.force_new_cluster && !dry_run {
-                                let spec = &self.settings.cluster;
                                 force_new::run_once(
                                     &self.settings.etcd.binary,
                                     &env,
-                                    &spec.data_dir,
-                                    &spec.client_url(&me.host),
+                                    &self.settings.cluster.data_dir,
                                     &self.etcd,
                                 )
                                 .await?;
