@@ -13,8 +13,11 @@ use crate::config::load::OverrideValue;
     about = "Decide how this etcd node starts (new cluster, join, restart) and write etcd's environment file",
     long_about = "Runs once at boot, before etcd.service: finds the peer machines, decides whether this node \
 bootstraps a new cluster, joins the existing one or restarts on its data, writes etcd's environment file \
-atomically and reports to systemd. With no subcommand it runs.\n\n\
-Exit codes: 0 ok, 64 usage, 65 bad data from discovery, 69 no decision before the deadline, \
+atomically and reports to systemd. With no subcommand it runs. A lost quorum (a majority of the \
+members gone for good) is reported, and recovered from the freshest survivor's data only with \
+cluster.recover_lost_quorum.\n\n\
+Exit codes: 0 ok, 64 usage, 65 bad data from discovery, 69 no decision before the deadline (or a \
+recovery start, promote, leave or prune that could not finish), \
 70 internal error, 73 cannot write the env file, 74 cannot read the data dir, 77 token rejected, \
 78 configuration error, 79 refused as unsafe, 80 a certificate or key that cannot work."
 )]

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         remove_dead_members: true,
         join_as_learner: false,
         replace_stale_data: false,
+        recover_lost_quorum: false,
         bootstrap_settle: None,
     };
     let ic = vec![(name.clone(), url(Scheme::Https, &host, 2380))];
