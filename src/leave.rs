@@ -111,7 +111,7 @@ async fn attempt(agent: &Agent) -> Result<Try<String>, Failure> {
         }
     }
     let voters_after = others.iter().filter(|m| !m.is_learner).count();
-    let quorum_after = voters_after / 2 + 1;
+    let quorum_after = crate::decide::quorum(voters_after);
     // Asked again until the deadline (a member may be electing a leader, or rebooting), then
     // refused.
     if healthy.len() < quorum_after {

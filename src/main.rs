@@ -143,34 +143,32 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Promote { timeout }) => {
             let timeout = timeout_arg(&timeout)?;
-            let done = runtime.block_on(etcd_bootstrap::promote::promote(&agent, timeout))?;
-            tracing::info!("{done}");
-            notify::status(&done);
-            Ok(())
+            finished(runtime.block_on(etcd_bootstrap::promote::promote(&agent, timeout))?)
         }
         Some(Command::Prune { timeout }) => {
             let timeout = timeout_arg(&timeout)?;
-            let done = runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?;
-            tracing::info!("{done}");
-            notify::status(&done);
-            Ok(())
+            finished(runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?)
         }
         Some(Command::Leave {
             timeout,
             move_data_aside,
         }) => {
             let timeout = timeout_arg(&timeout)?;
-            let done = runtime.block_on(etcd_bootstrap::leave::leave(
+            finished(runtime.block_on(etcd_bootstrap::leave::leave(
                 &agent,
                 timeout,
                 move_data_aside,
-            ))?;
-            tracing::info!("{done}");
-            notify::status(&done);
-            Ok(())
+            ))?)
         }
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
     }
+}
+
+/// A subcommand's last word, in the log and to systemd.
+fn finished(done: String) -> Result<(), Failure> {
+    tracing::info!("{done}");
+    notify::status(&done);
+    Ok(())
 }
 
 fn timeout_arg(text: &str) -> Result<Duration, Failure> {

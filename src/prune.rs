@@ -5,65 +5,54 @@
 //! their members, and a survivor's boot cannot (with members gone, its reboot may cost the
 //! quorum that a removal needs).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::decide::{self, Prune};
-use crate::error::{Failure, Kind};
+use crate::error::Failure;
+use crate::retry::{Try, until_done};
 use crate::run::{Agent, RunMemory};
 
 pub async fn prune(agent: &Agent, timeout: Duration) -> Result<String, Failure> {
-    let deadline = Instant::now() + timeout;
+    let interval = agent.settings.discovery.interval;
     let mut memory = RunMemory::default();
     let mut removed = Vec::new();
-    loop {
-        let obs = agent
-            .observe()
-            .await
-            .map_err(|e| Failure::new(e.kind, e.message))?;
-        let (dead_now, step) = {
-            let facts = obs.facts(&agent.settings, &memory);
-            (decide::dead_ids(&facts), decide::prune(&facts))
-        };
-        memory.dead_before = dead_now;
-        match step {
-            Prune::Done(why) if removed.is_empty() => return Ok(why),
-            Prune::Done(why) => {
-                return Ok(format!("removed {}; {why}", removed.join(", ")));
-            }
-            Prune::Remove(action, why) => {
-                tracing::info!("{why}");
-                match agent.carry_out(&obs, &action).await {
-                    Ok(()) => {
-                        if let decide::Action::RemoveMember { id, name, .. } = &action {
-                            removed.push(format!("{name} ({id:x})"));
+    until_done(
+        timeout,
+        Backoff::from_entropy(interval, interval),
+        "waiting",
+        "prune did not finish",
+        async || loop {
+            let obs = agent
+                .observe()
+                .await
+                .map_err(|e| Failure::new(e.kind, e.message))?;
+            let (dead_now, step) = {
+                let facts = obs.facts(&agent.settings, &memory);
+                (decide::dead_ids(&facts), decide::prune(&facts))
+            };
+            memory.dead_before = dead_now;
+            return Ok(match step {
+                Prune::Done(why) if removed.is_empty() => Try::Done(why),
+                Prune::Done(why) => Try::Done(format!("removed {}; {why}", removed.join(", "))),
+                Prune::Remove(action, why) => {
+                    tracing::info!("{why}");
+                    match agent.carry_out(&obs, &action).await {
+                        // Removed: look again at once.
+                        Ok(()) => {
+                            if let decide::Action::RemoveMember { id, name, .. } = &action {
+                                removed.push(format!("{name} ({id:x})"));
+                            }
+                            continue;
                         }
-                        continue;
+                        // etcd refuses removals for a few seconds after its leader is
+                        // connected ("unhealthy cluster"), and calls time out under load.
+                        Err(e) => Try::again(format!("{why}, but: {e}")),
                     }
-                    // etcd refuses removals for a few seconds after its leader is connected
-                    // ("unhealthy cluster"), and calls time out under load: look again.
-                    Err(e) => wait_or_fail(deadline, timeout, &format!("{why}, but: {e}"))?,
                 }
-            }
-            Prune::Wait(why) => wait_or_fail(deadline, timeout, &why)?,
-        }
-        tokio::time::sleep(
-            agent
-                .settings
-                .discovery
-                .interval
-                .min(deadline.saturating_duration_since(Instant::now())),
-        )
-        .await;
-    }
-}
-
-fn wait_or_fail(deadline: Instant, timeout: Duration, why: &str) -> Result<(), Failure> {
-    if Instant::now() >= deadline {
-        return Err(Failure::new(
-            Kind::Unavailable,
-            format!("prune did not finish within {timeout:?}: {why}"),
-        ));
-    }
-    tracing::info!("waiting: {why}");
-    Ok(())
+                Prune::Wait(why) => Try::again(why),
+            });
+        },
+    )
+    .await
 }

@@ -1,5 +1,5 @@
 //! Commands that retry one step until it is done or their `--timeout` passes (`promote`,
-//! `leave`): the same loop, with the same log lines and the same word to systemd.
+//! `leave`, `prune`): the same loop, with the same log lines and the same word to systemd.
 
 use std::time::{Duration, Instant};
 

@@ -528,10 +528,7 @@ fn is_healthy(f: &Facts<'_>, m: &EtcdMember, cluster_id: u64) -> bool {
         .iter()
         .filter_map(|u| owner_of(f, u))
         .any(|owner| {
-            f.probes.iter().any(|p| {
-                p.peer == owner.name
-                    && matches!(&p.answer, PeerAnswer::Answered(v) if v.cluster_id == cluster_id)
-            })
+            matches!(f.answer_of(&owner.name), Some(PeerAnswer::Answered(v)) if v.cluster_id == cluster_id)
         })
 }
 

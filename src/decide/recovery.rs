@@ -237,10 +237,9 @@ fn lost_quorum<'f>(f: &'f Facts<'_>) -> Option<Lost<'f>> {
 /// or no discovered machine has the URL and nothing answers on it.
 fn is_gone(f: &Facts<'_>, m: &WalMember) -> bool {
     match m.peer_urls.iter().find_map(|u| owner_of(f, u)) {
-        Some(owner) => f.probes.iter().any(|p| {
-            p.peer == owner.name
-                && matches!(&p.answer, PeerAnswer::Vouched(v) if !holds_member(v, m.id))
-        }),
+        Some(owner) => {
+            matches!(f.answer_of(&owner.name), Some(PeerAnswer::Vouched(v)) if !holds_member(v, m.id))
+        }
         None => !f.undiscovered_alive.contains(&m.id),
     }
 }
