@@ -3,7 +3,9 @@
 //! reboots. With `cluster.recover_lost_quorum` the survivor restarts the cluster from its own
 //! data (copied aside first) and the replacements join it one at a time: 3 members, and the key.
 //! Without it nobody decides anything: every agent says that the quorum is lost and who holds
-//! the freshest data, and the survivor's data dir is untouched.
+//! the freshest data, and the survivor's data dir is untouched. The same recovery on a cluster
+//! grown with a learner (joined, promoted, then snapshotted past): the survivor's log must count
+//! the promoted member as the voter it is.
 
 #[macro_use]
 mod common;
@@ -16,40 +18,104 @@ use common::*;
 on_both_releases! {
     a_lost_quorum_is_recovered_from_the_survivors_data => 97,
     without_the_setting_a_lost_quorum_is_only_reported => 98,
+    a_lost_quorum_of_a_cluster_grown_with_a_learner_is_recovered => 96,
+}
+
+/// A cluster that lost two of its three machines: who survived, who replaces the others.
+struct Loss {
+    lab: Lab,
+    survivor: usize,
+    replacements: [usize; 2],
 }
 
 /// Machines 1 and 2 are terminated with their disks, replaced by machines 3 and 4 at new
-/// addresses; machine 0's etcd stops (its reboot). Returns the lab with every config listing
-/// the machines that exist now.
-fn lose_two_of_three(etcd: Etcd, block: u8, extra: &str) -> Lab {
-    let mut lab = formed(etcd, block);
+/// addresses; machine 0's etcd stops (its reboot). Every config lists the machines that exist
+/// now.
+fn lose_two_of_three(etcd: Etcd, block: u8, extra: &str) -> Loss {
+    let lab = formed(etcd, block);
+    lose(lab, 0, [1, 2], extra)
+}
+
+/// Machine 1 is replaced by machine 3, which joins as a learner and is promoted; etcd then
+/// snapshots past the promotion (a small snapshot count), so the survivor's log holds the
+/// learner's addition below its newest snapshot and the promotion as etcd writes it
+/// (`"peerURLs":null,"isPromote":true`). Then machines 0 and 2 are lost; 3 survives.
+fn lose_two_of_a_learner_grown_cluster(etcd: Etcd, block: u8, extra: &str) -> Loss {
+    let mut lab = Lab::new(etcd, block, 3, 3);
+    lab.etcd_env = vec![("ETCD_SNAPSHOT_COUNT".into(), "20".into())];
+    lab.configure_all();
+    lab.agents_ok_together(&[0, 1, 2]);
+    for i in 0..3 {
+        lab.start_etcd(i);
+    }
+    lab.wait_healthy(&[0, 1, 2], 3);
+    lab.stop_etcd(1);
+    std::fs::remove_dir_all(lab.nodes[1].data_dir()).unwrap();
+    let learner = lab.add_node(&format!("127.{}.{block}.6", lab.etcd.net));
+    lab.configure(learner, &[0, 2, learner]);
+    let out = lab.agent(learner, &["--set", "cluster.join_as_learner=true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.start_etcd(learner);
+    let out = lab.agent(learner, &["promote", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    lab.wait_healthy(&[0, 2, learner], 3);
     let kv = Kv::new();
-    kv.put(&lab.nodes[0].client_url(), "before", "kept");
+    for k in 0..60 {
+        kv.put(&lab.nodes[0].client_url(), &format!("fill-{k}"), "x");
+    }
+    // The survivor's data, read by the agent with etcd stopped: three voters, no learner.
+    lab.stop_etcd(learner);
+    assert!(
+        std::fs::read_dir(lab.nodes[learner].data_dir().join("member/snap"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".snap")),
+        "etcd wrote a snapshot after the promotion"
+    );
+    let out = lab.agent(learner, &["plan", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = plan["data_wal"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(
+        members.iter().all(|m| m.get("isLearner").is_none()),
+        "every member is a voter: {members:?}"
+    );
+    lab.start_etcd(learner);
+    lab.wait_healthy(&[0, 2, learner], 3);
+    lose(lab, learner, [0, 2], extra)
+}
+
+fn lose(mut lab: Lab, survivor: usize, lost: [usize; 2], extra: &str) -> Loss {
+    let kv = Kv::new();
+    kv.put(&lab.nodes[survivor].client_url(), "before", "kept");
     // Then the last write before the loss. Its commit reaches the survivor's log only with a
     // later entry, which never comes: a forced start may keep it (applied to the database) or
     // lose it (not applied yet), but every member must then agree on it, which is what
     // etcd-io/etcd#14009 breaks and this test checks. "before" is committed in every log.
-    kv.put(&lab.nodes[0].client_url(), "last", "1");
+    kv.put(&lab.nodes[survivor].client_url(), "last", "1");
     std::thread::sleep(Duration::from_millis(300));
-    for i in [1, 2] {
+    for i in lost {
         lab.stop_etcd(i);
         std::fs::remove_dir_all(lab.nodes[i].data_dir()).unwrap();
     }
-    lab.stop_etcd(0);
-    let prefix = format!("127.{}.{block}.", lab.etcd.net);
-    for last in [4, 5] {
-        lab.add_node(&format!("{prefix}{last}"));
-    }
+    lab.stop_etcd(survivor);
+    let prefix = lab.nodes[survivor].ip.rsplit_once('.').unwrap().0.to_owned();
+    let replacements = [4, 5].map(|last| lab.add_node(&format!("{prefix}.{last}")));
+    let machines = [survivor, replacements[0], replacements[1]];
     lab.cluster_extra = extra.to_owned();
-    for i in [0, 3, 4] {
-        lab.configure(i, &[0, 3, 4]);
+    for i in machines {
+        lab.configure(i, &machines);
         // The recovery start runs etcd itself.
         let config = lab.nodes[i].config();
         let text = std::fs::read_to_string(&config).unwrap();
         let binary = format!("\n[etcd]\nbinary = \"{}\"\n", lab.etcd.bin.display());
         std::fs::write(&config, text + &binary).unwrap();
     }
-    lab
+    Loss {
+        lab,
+        survivor,
+        replacements,
+    }
 }
 
 /// Waits for a spawned agent and returns its exit code and stderr.
@@ -59,10 +125,25 @@ fn finish(child: Child) -> (Option<i32>, String) {
 }
 
 fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
-    let mut lab = lose_two_of_three(etcd, block, "recover_lost_quorum = true\n");
-    let data = lab.nodes[0].data_dir();
+    recovered(lose_two_of_three(etcd, block, RECOVER));
+}
+
+fn a_lost_quorum_of_a_cluster_grown_with_a_learner_is_recovered(etcd: Etcd, block: u8) {
+    recovered(lose_two_of_a_learner_grown_cluster(etcd, block, RECOVER));
+}
+
+const RECOVER: &str = "recover_lost_quorum = true\n";
+
+fn recovered(loss: Loss) {
+    let Loss {
+        mut lab,
+        survivor: s,
+        replacements: [r1, r2],
+    } = loss;
+    let all = [s, r1, r2];
+    let data = lab.nodes[s].data_dir();
     let before = dir_snapshot(&data);
-    let mut replacements: Vec<(usize, Child)> = [3, 4]
+    let mut replacements: Vec<(usize, Child)> = [r1, r2]
         .into_iter()
         .map(|i| (i, lab.agent_spawn(i, &[])))
         .collect();
@@ -70,7 +151,7 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
     // `plan` on the survivor shows who recovers and why, once the replacements have vouched.
     let deadline = Instant::now() + Duration::from_secs(20);
     let plan = loop {
-        let out = lab.agent(0, &["plan"]);
+        let out = lab.agent(s, &["plan"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if text.contains("recover") || Instant::now() > deadline {
             break text;
@@ -81,7 +162,7 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
     assert!(plan.contains("--force-new-cluster"), "{plan}");
     assert!(plan.contains("This node holds the freshest data"), "{plan}");
 
-    let out = lab.agent_ok(0);
+    let out = lab.agent_ok(s);
     let err = stderr(&out);
     assert!(
         err.contains("has lost its quorum: 2 of its 3 voting members are gone (node-"),
@@ -97,7 +178,7 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
         "{err}"
     );
     assert!(
-        !lab.nodes[0].env().contains("FORCE_NEW_CLUSTER"),
+        !lab.nodes[s].env().contains("FORCE_NEW_CLUSTER"),
         "etcd.service never forces"
     );
     // The copy holds exactly what the data dir held.
@@ -117,7 +198,7 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
     // etcd.service starts the cluster of one. A replacement may add itself at once, which
     // leaves it without a quorum until that replacement's etcd starts: as under systemd, each
     // replacement's etcd starts as soon as its agent has written its file.
-    lab.start_etcd(0);
+    lab.start_etcd(s);
 
     // The replacements join one at a time (the agents see to it): each one's etcd starts once
     // its agent is done.
@@ -142,12 +223,12 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
         );
         lab.start_etcd(i);
     }
-    let view = lab.wait_healthy(&[0, 3, 4], 3);
-    let last = Kv::new().get(&lab.nodes[0].client_url(), "last");
+    let view = lab.wait_healthy(&all, 3);
+    let last = Kv::new().get(&lab.nodes[s].client_url(), "last");
     assert_eq!(view.members.len(), 3);
     // Every member serves the survivor's data, and they agree on the last write too (a joiner
     // replaying the forced log would miss what the survivor kept, etcd-io/etcd#14009).
-    for i in [0, 3, 4] {
+    for i in all {
         let kv = Kv::new();
         let url = lab.nodes[i].client_url();
         assert_eq!(
@@ -158,21 +239,21 @@ fn a_lost_quorum_is_recovered_from_the_survivors_data(etcd: Etcd, block: u8) {
         );
         assert_eq!(kv.get(&url, "last"), last, "on {}", lab.nodes[i].name);
     }
-    Kv::new().put(&lab.nodes[4].client_url(), "after", "1");
+    Kv::new().put(&lab.nodes[r2].client_url(), "after", "1");
 
     // A later boot of the survivor is an ordinary restart (the others answer, or are electing a
     // new leader right then), never a second recovery.
-    lab.stop_etcd(0);
-    let out = lab.agent_ok(0);
+    lab.stop_etcd(s);
+    let out = lab.agent_ok(s);
     let err = stderr(&out);
     assert!(err.contains("row=\"restart"), "{err}");
     assert!(!err.contains("force-new-cluster"), "{err}");
-    lab.start_etcd(0);
-    lab.wait_healthy(&[0, 3, 4], 3);
+    lab.start_etcd(s);
+    lab.wait_healthy(&all, 3);
 }
 
 fn without_the_setting_a_lost_quorum_is_only_reported(etcd: Etcd, block: u8) {
-    let lab = lose_two_of_three(etcd, block, "");
+    let Loss { lab, .. } = lose_two_of_three(etcd, block, "");
     for i in [0, 3, 4] {
         let n = &lab.nodes[i];
         let text = std::fs::read_to_string(n.config()).unwrap();

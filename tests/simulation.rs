@@ -504,9 +504,11 @@ impl World {
                             name: String::new(),
                             peer_urls: vec![url.clone()],
                             is_learner: *learner,
+                            is_promote: false,
                         })
                         .collect(),
                     members_complete: true,
+                    members_base_index: 0,
                 });
             // No cluster answers: the members its data lists that no listed machine has are
             // asked on their own peer URLs (any machine there, etcd or a waiting agent, answers).

@@ -1,5 +1,7 @@
 //! etcd's write-ahead log and snapshot files as the agent reads them from a data dir before etcd
-//! runs: any bytes, whole or torn, never panic and never allocate beyond the record bound.
+//! runs: any bytes, whole or torn, never panic and never allocate beyond the record bound. The
+//! log is also replayed on top of a snapshot's members (promotions, changes at or below the
+//! snapshot's index skipped), as `datadir::read_member` does.
 #![no_main]
 
 use etcd_bootstrap::datadir::{WalInfo, snap, wal};
@@ -9,5 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let mut info = WalInfo::default();
     wal::read_segment(data, &mut info);
     let _ = info.is_distribution_default();
-    let _ = snap::parse(data);
+    if let Some((index, members)) = snap::parse(data) {
+        let mut on_snapshot = WalInfo {
+            last_index: index,
+            members_base_index: index,
+            members,
+            members_complete: true,
+            ..WalInfo::default()
+        };
+        wal::read_segment(data, &mut on_snapshot);
+        assert!(on_snapshot.last_index >= index);
+    }
 });

@@ -77,6 +77,7 @@ fn read_log(wal_dir: &Path, snapshot: Option<(u64, Vec<WalMember>)>) -> Option<W
     let mut info = WalInfo::default();
     if let Some((index, members)) = snapshot {
         info.last_index = index;
+        info.members_base_index = index;
         info.members = members;
         info.members_complete = true;
     }

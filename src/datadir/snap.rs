@@ -140,12 +140,14 @@ mod tests {
                     name: "n1".into(),
                     peer_urls: vec!["http://127.0.0.9:2380".into()],
                     is_learner: false,
+                    is_promote: false,
                 },
                 WalMember {
                     id: 0x6ea6_a0a8_e1a4_a468,
                     name: String::new(),
                     peer_urls: vec!["http://127.0.0.10:2380".into()],
                     is_learner: true,
+                    is_promote: false,
                 },
             ]
         );

@@ -37,6 +37,12 @@ pub struct WalInfo {
     /// `members` covers the whole history: the log was read from its first entry, or from a
     /// snapshot's member list on. Otherwise it holds only the changes the log still has.
     pub members_complete: bool,
+    /// The raft index of the snapshot whose members `members` started from: configuration
+    /// changes at or below it are already in that list (the log keeps entries from before its
+    /// last snapshot), and replaying them again would undo what came after (a promoted learner
+    /// turned back into a learner by its own `AddLearner` entry).
+    #[serde(skip)]
+    pub members_base_index: u64,
 }
 
 /// A member as a configuration change (or a snapshot) records it.
@@ -48,7 +54,8 @@ pub struct WalMember {
     /// later, in an entry not read here).
     #[serde(default)]
     pub name: String,
-    #[serde(rename = "peerURLs", default)]
+    /// etcd writes `null` here for a promotion (its context names the member by id only).
+    #[serde(rename = "peerURLs", default, deserialize_with = "null_as_empty")]
     pub peer_urls: Vec<String>,
     #[serde(
         rename = "isLearner",
@@ -56,6 +63,15 @@ pub struct WalMember {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub is_learner: bool,
+    /// Set only in a promotion's context: `{"id":N,"peerURLs":null,"isPromote":true}` (etcd's
+    /// `server.go`, `PromoteMember`, 3.4 to 3.6), logged as an `AddNode` change.
+    #[serde(rename = "isPromote", default, skip_serializing)]
+    pub is_promote: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -146,16 +162,17 @@ fn read_record(record: &[u8], info: &mut WalInfo) -> bool {
 }
 
 fn read_entry(data: &[u8], info: &mut WalInfo) {
-    let (mut kind, mut payload) = (0, &[][..]);
+    let (mut kind, mut index, mut payload) = (0, 0, &[][..]);
     for (field, value) in Fields::new(data) {
         match (field, value) {
             (1, Value::Varint(v)) => kind = v,
-            (3, Value::Varint(v)) => info.last_index = info.last_index.max(v),
+            (3, Value::Varint(v)) => index = v,
             (4, Value::Bytes(b)) => payload = b,
             _ => {}
         }
     }
-    if kind != ENTRY_CONF_CHANGE {
+    info.last_index = info.last_index.max(index);
+    if kind != ENTRY_CONF_CHANGE || index <= info.members_base_index {
         return;
     }
     let (mut change, mut node, mut context) = (u64::MAX, 0, &[][..]);
@@ -167,9 +184,8 @@ fn read_entry(data: &[u8], info: &mut WalInfo) {
             _ => {}
         }
     }
-    // Replayed in log order on top of what came before (a snapshot's members, earlier
-    // segments): each id is added once and removed at most once, so replaying a stretch the
-    // snapshot already holds changes nothing.
+    // Replayed in log order on top of what came before (a snapshot's members, from the entry
+    // after its index on; earlier segments).
     let position = info.members.iter().position(|m| m.id == node);
     match change {
         CONF_CHANGE_ADD_NODE | CONF_CHANGE_ADD_LEARNER | CONF_CHANGE_UPDATE_NODE => {
@@ -178,10 +194,18 @@ fn read_entry(data: &[u8], info: &mut WalInfo) {
             };
             member.id = node;
             match position {
-                // An update carries the new peer URLs only; a promotion re-adds the member.
+                // An update carries the new peer URLs only.
                 Some(i) if change == CONF_CHANGE_UPDATE_NODE => {
                     info.members[i].peer_urls = member.peer_urls
                 }
+                // A promotion names the learner by id only: it becomes a voter, as it was.
+                Some(i) if member.is_promote => info.members[i].is_learner = false,
+                // A promotion of a member whose addition the log no longer holds (then
+                // `members_complete` is false): a voter whose URLs this log does not say.
+                None if member.is_promote => info.members.push(WalMember {
+                    is_promote: false,
+                    ..member
+                }),
                 Some(i) => {
                     let name = std::mem::take(&mut info.members[i].name);
                     info.members[i] = WalMember {
@@ -376,6 +400,7 @@ mod tests {
                 name: "default".into(),
                 peer_urls: vec!["http://localhost:2380".into()],
                 is_learner: false,
+                is_promote: false,
             }]
         );
     }
@@ -424,8 +449,11 @@ mod tests {
                         r#"{"id":1,"peerURLs":["http://a2:2380"]}"#,
                     ),
                 ),
-                // The promotion re-adds the learner as a voter.
-                e(6, add_node(3, r#"{"id":3,"peerURLs":["http://c:2380"]}"#)),
+                // A promotion as etcd logs it: an AddNode naming the learner by id only.
+                e(
+                    6,
+                    add_node(3, r#"{"id":3,"peerURLs":null,"isPromote":true}"#),
+                ),
                 // Replaying a removal the member list no longer has changes nothing.
                 e(7, change(CONF_CHANGE_REMOVE_NODE, 2, "")),
             ],
@@ -444,6 +472,72 @@ mod tests {
                 (3, "", "http://c:2380", false)
             ]
         );
+    }
+
+    #[test]
+    fn changes_a_snapshot_already_holds_are_not_replayed_over_it() {
+        // The snapshot at index 4 lists member 3 as a voter (promoted at 4); the log still
+        // holds its AddLearner at 3, from before the snapshot, and a later learner at 5.
+        let e = |i, c| (ENTRY_CONF_CHANGE, i, c);
+        let seg = segment(
+            1,
+            2,
+            &[
+                e(
+                    3,
+                    change(
+                        CONF_CHANGE_ADD_LEARNER,
+                        3,
+                        r#"{"id":3,"peerURLs":["http://c:2380"],"isLearner":true}"#,
+                    ),
+                ),
+                e(
+                    4,
+                    add_node(3, r#"{"id":3,"peerURLs":null,"isPromote":true}"#),
+                ),
+                e(
+                    5,
+                    change(
+                        CONF_CHANGE_ADD_LEARNER,
+                        4,
+                        r#"{"id":4,"peerURLs":["http://d:2380"],"isLearner":true}"#,
+                    ),
+                ),
+            ],
+        );
+        let voter = |id: u64, url: &str| WalMember {
+            id,
+            peer_urls: vec![url.into()],
+            ..WalMember::default()
+        };
+        let mut info = WalInfo {
+            members: vec![voter(1, "http://a:2380"), voter(3, "http://c:2380")],
+            members_base_index: 4,
+            last_index: 4,
+            ..WalInfo::default()
+        };
+        read_segment(&seg[..], &mut info);
+        let got: Vec<(u64, bool)> = info.members.iter().map(|m| (m.id, m.is_learner)).collect();
+        assert_eq!(got, [(1, false), (3, false), (4, true)]);
+        assert_eq!(info.last_index, 5);
+    }
+
+    #[test]
+    fn a_promotion_of_a_member_the_log_does_not_hold_counts_it_as_a_voter() {
+        let seg = segment(
+            1,
+            2,
+            &[(
+                ENTRY_CONF_CHANGE,
+                9,
+                add_node(7, r#"{"id":7,"peerURLs":null,"isPromote":true}"#),
+            )],
+        );
+        let mut info = WalInfo::default();
+        read_segment(&seg[..], &mut info);
+        assert_eq!(info.members.len(), 1);
+        assert_eq!((info.members[0].id, info.members[0].is_learner), (7, false));
+        assert!(info.members[0].peer_urls.is_empty());
     }
 
     #[test]

@@ -879,6 +879,7 @@ fn wal(cluster_id: u64, member_id: u64) -> crate::datadir::WalInfo {
         commit: 9,
         members: Vec::new(),
         members_complete: false,
+        members_base_index: 0,
     }
 }
 
@@ -918,6 +919,7 @@ fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
         name: "default".into(),
         peer_urls: vec!["http://localhost:2380".into()],
         is_learner: false,
+        is_promote: false,
     }];
     w.wal = Some(debian);
     let o = w.decide();

@@ -129,6 +129,9 @@ pub struct Lab {
     pub bootstrap_settle: Option<&'static str>,
     /// More `[cluster]` lines for every config written from now on.
     pub cluster_extra: String,
+    /// Environment variables every etcd started from now on gets besides its env file (e.g.
+    /// `ETCD_SNAPSHOT_COUNT`, for a test that needs snapshots soon).
+    pub etcd_env: Vec<(String, String)>,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -152,6 +155,7 @@ impl Lab {
             name_in_config: true,
             bootstrap_settle: None,
             cluster_extra: String::new(),
+            etcd_env: Vec::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -322,6 +326,7 @@ max_interval = "1s"
             .arg(&self.etcd.bin)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(self.etcd_env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@ fn disk_member(id: u64, url: &str) -> WalMember {
         name: format!("old-{id}"),
         peer_urls: vec![url.into()],
         is_learner: false,
+        is_promote: false,
     }
 }
 
@@ -23,6 +24,7 @@ fn survivor_data(others: &[WalMember]) -> WalInfo {
         commit: 9,
         members,
         members_complete: true,
+        members_base_index: 0,
     }
 }
 
