@@ -5,7 +5,8 @@
 //! Idempotent: a node the cluster no longer lists has nothing left to do.
 //!
 //! Like `promote`, it works from the env file the run wrote (this node's URLs and its peers'),
-//! not from discovery: a machine being torn down may already be gone from its cloud's listing.
+//! not from discovery: a machine being torn down may already be gone from its cloud's listing,
+//! and no cloud API token is needed.
 
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,14 @@ use crate::backoff::Backoff;
 use crate::datadir;
 use crate::decide::EtcdMember;
 use crate::error::{Failure, Kind};
-use crate::promote::read_env_file;
+use crate::config::Settings;
+use crate::envfile::read_written;
+use crate::etcd::EtcdClient;
 use crate::retry::{Try, until_done};
-use crate::run::Agent;
 
 pub async fn leave(
-    agent: &Agent,
+    settings: &Settings,
+    etcd: &EtcdClient,
     timeout: Duration,
     move_data_aside: bool,
 ) -> Result<String, Failure> {
@@ -29,42 +32,36 @@ pub async fn leave(
         backoff,
         "leaving",
         "did not leave the cluster",
-        async || attempt(agent).await,
+        async || attempt(settings, etcd).await,
     )
     .await?;
     if !move_data_aside {
         return Ok(left);
     }
-    let written = read_env_file(agent)?;
+    let written = read_written(&settings.env_file, &settings.cluster)?;
     // A removed etcd stops itself; its data dir may be renamed only once it has.
-    while agent
-        .etcd()
-        .cluster_version(&written.endpoints[0])
-        .await
-        .is_ok()
-    {
+    while etcd.cluster_version(&written.endpoints[0]).await.is_ok() {
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 Kind::Unavailable,
                 format!(
                     "{left}, but etcd still answers at {} after {timeout:?}: stop it (systemctl stop etcd), then move {} aside",
                     written.endpoints[0],
-                    agent.settings.cluster.data_dir.display()
+                    settings.cluster.data_dir.display()
                 ),
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let to = datadir::move_aside(&agent.settings.cluster.data_dir, "left")?;
+    let to = datadir::move_aside(&settings.cluster.data_dir, "left")?;
     Ok(format!(
         "{left}; moved the data dir aside to {}",
         to.display()
     ))
 }
 
-async fn attempt(agent: &Agent) -> Result<Try<String>, Failure> {
-    let written = read_env_file(agent)?;
-    let etcd = agent.etcd();
+async fn attempt(settings: &Settings, etcd: &EtcdClient) -> Result<Try<String>, Failure> {
+    let written = read_written(&settings.env_file, &settings.cluster)?;
     let mut view = None;
     let mut last = String::from("no member answered");
     for endpoint in &written.endpoints {

@@ -9,7 +9,7 @@ use etcd_bootstrap::cli::{Cli, Command, Format};
 use etcd_bootstrap::config::{self, Layers};
 use etcd_bootstrap::decide::Decision;
 use etcd_bootstrap::error::{Failure, Kind};
-use etcd_bootstrap::run::{Agent, Done};
+use etcd_bootstrap::run::{Agent, Done, etcd_client};
 use etcd_bootstrap::{notify, outcome, report};
 
 fn main() -> ExitCode {
@@ -114,6 +114,31 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 format!("cannot start the async runtime: {e}"),
             )
         })?;
+    // The subcommands that run beside etcd build only an etcd client: they run as etcd's user,
+    // without the agent's credentials, and need no discovery.
+    match cli.command {
+        Some(Command::Promote { timeout }) => {
+            let timeout = timeout_arg(&timeout)?;
+            let etcd = etcd_client(&settings, Default::default())?;
+            return finished(runtime.block_on(etcd_bootstrap::promote::promote(
+                &settings, &etcd, timeout,
+            ))?);
+        }
+        Some(Command::Leave {
+            ref timeout,
+            move_data_aside,
+        }) => {
+            let timeout = timeout_arg(timeout)?;
+            let etcd = etcd_client(&settings, Default::default())?;
+            return finished(runtime.block_on(etcd_bootstrap::leave::leave(
+                &settings,
+                &etcd,
+                timeout,
+                move_data_aside,
+            ))?);
+        }
+        _ => {}
+    }
     let agent = Agent::new(settings)?;
 
     match cli.command {
@@ -141,25 +166,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 Failure::new(Kind::IoErr, format!("cannot write the plan to stdout: {e}"))
             })
         }
-        Some(Command::Promote { timeout }) => {
-            let timeout = timeout_arg(&timeout)?;
-            finished(runtime.block_on(etcd_bootstrap::promote::promote(&agent, timeout))?)
-        }
         Some(Command::Prune { timeout }) => {
             let timeout = timeout_arg(&timeout)?;
             finished(runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?)
         }
-        Some(Command::Leave {
-            timeout,
-            move_data_aside,
-        }) => {
-            let timeout = timeout_arg(&timeout)?;
-            finished(runtime.block_on(etcd_bootstrap::leave::leave(
-                &agent,
-                timeout,
-                move_data_aside,
-            ))?)
-        }
+        Some(Command::Promote { .. } | Command::Leave { .. }) => unreachable!("handled above"),
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
     }
 }

@@ -6,9 +6,19 @@
 //! that character set before anything is written (defence in depth: the types that feed the
 //! renderer are already validated). The contract is documented in `docs/env-file.md`.
 
+mod read;
 mod write;
 
+pub use read::{Written, read_written};
 pub use write::write_atomic;
+
+/// The keys that the writer writes and the subcommands (`promote`, `leave`) read back.
+pub mod key {
+    pub const NAME: &str = "ETCD_NAME";
+    pub const INITIAL_CLUSTER: &str = "ETCD_INITIAL_CLUSTER";
+    pub const INITIAL_ADVERTISE_PEER_URLS: &str = "ETCD_INITIAL_ADVERTISE_PEER_URLS";
+    pub const ADVERTISE_CLIENT_URLS: &str = "ETCD_ADVERTISE_CLIENT_URLS";
+}
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -83,14 +93,14 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         .join(",");
 
     let mut out = vec![
-        ("ETCD_NAME", env.name.to_string()),
+        (key::NAME, env.name.to_string()),
         ("ETCD_DATA_DIR", path(&spec.data_dir)),
-        ("ETCD_INITIAL_CLUSTER", initial_cluster),
+        (key::INITIAL_CLUSTER, initial_cluster),
         ("ETCD_INITIAL_CLUSTER_STATE", env.state.as_str().to_owned()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", spec.token.clone()),
-        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer_url),
+        (key::INITIAL_ADVERTISE_PEER_URLS, peer_url),
         ("ETCD_LISTEN_PEER_URLS", listen_peer.join(",")),
-        ("ETCD_ADVERTISE_CLIENT_URLS", client_url),
+        (key::ADVERTISE_CLIENT_URLS, client_url),
         ("ETCD_LISTEN_CLIENT_URLS", listen_client.join(",")),
     ];
     let tls = env.tls;

@@ -71,13 +71,18 @@ pub struct Done {
     pub steps: Vec<(Action, String)>,
 }
 
+/// The client for this cluster's etcd (and its peers' agents) from the settings alone: all that
+/// `promote` and `leave` need, with no discovery and no cloud token.
+pub fn etcd_client(settings: &Settings, addresses: AddressBook) -> Result<EtcdClient, Failure> {
+    let spec = &settings.cluster;
+    let tls = spec.peer_scheme == Scheme::Https || spec.client_scheme == Scheme::Https;
+    EtcdClient::new(&settings.etcd_client, tls, addresses).map_err(|e| Failure::new(Kind::Config, e))
+}
+
 impl Agent {
     pub fn new(settings: Settings) -> Result<Self, Failure> {
         let addresses = AddressBook::default();
-        let spec = &settings.cluster;
-        let tls = spec.peer_scheme == Scheme::Https || spec.client_scheme == Scheme::Https;
-        let etcd = EtcdClient::new(&settings.etcd_client, tls, addresses.clone())
-            .map_err(|e| Failure::new(Kind::Config, e))?;
+        let etcd = etcd_client(&settings, addresses.clone())?;
         let local = LocalMachine::read();
         let provider = Sources::from_settings(&settings, addresses.clone(), &local)
             .map_err(|e| Failure::new(Kind::Config, e))?;
