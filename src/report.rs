@@ -168,16 +168,10 @@ fn as_text<S: serde::Serializer>(v: &&Host, s: S) -> Result<S::Ok, S::Error> {
 fn data_word(obs: &Observation) -> String {
     match (obs.data, &obs.wal) {
         (DataDir::Empty, _) => "empty".into(),
+        // Whether it is the distribution package's cluster, the decision's reason says.
         (DataDir::HasMember, Some(w)) => format!(
-            "holds member {:x} of cluster {:x}, raft index {}{}",
-            w.member_id,
-            w.cluster_id,
-            w.last_index,
-            if w.is_distribution_default() {
-                " (the distribution package's default single-member cluster)"
-            } else {
-                ""
-            }
+            "holds member {:x} of cluster {:x}, raft index {}",
+            w.member_id, w.cluster_id, w.last_index,
         ),
         (DataDir::HasMember, None) => "holds member data whose log could not be read".into(),
     }

@@ -243,7 +243,21 @@ fn learner_join_then_promote(etcd: Etcd, block: u8) {
     assert!(me.is_learner, "isLearner reached etcd: {me:?}");
     lab.start_etcd(new);
     let t = Instant::now();
-    let out = lab.agent(new, &["promote", "--timeout", "60s"]);
+    // As etcd.service runs it: a cloud fleet's config, and no API token anywhere (the token is
+    // the agent's credential, not etcd's).
+    let out = lab.agent(
+        new,
+        &[
+            "--set",
+            "discovery.provider=digitalocean",
+            "--set",
+            "discovery.digitalocean.tag=etcd",
+            "promote",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(!stderr(&out).contains("token"), "{}", stderr(&out));
     assert!(
         out.status.success(),
         "promote failed after {:?}: {}",

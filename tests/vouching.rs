@@ -14,6 +14,8 @@ on_both_releases! {
     replacements_never_bootstrap_while_the_survivor_reboots => 20,
     data_of_another_cluster_is_refused => 21,
     the_log_names_the_member_and_cluster_etcd_reports => 23,
+    the_package_cluster_named_after_the_host_is_refused => 26,
+    the_package_cluster_named_default_is_refused => 27,
 }
 
 /// The failure this product exists to prevent (issue 12): a formed cluster loses two machines
@@ -143,7 +145,14 @@ fn the_log_names_the_member_and_cluster_etcd_reports(etcd: Etcd, block: u8) {
     assert_eq!(wal.members[0].name, lab.nodes[0].name);
     assert_eq!(wal.members[0].peer_urls, [lab.nodes[0].peer_url()]);
     assert!(wal.last_index >= 2, "{wal:?}");
-    assert!(!wal.is_distribution_default());
+    assert!(!wal.is_package_cluster(&lab.nodes[0].peer_url()));
+
+    // A cluster of one on a loopback address, bootstrapped by this agent: a reboot restarts it.
+    let out = lab.agent_ok(0);
+    assert!(stderr(&out).contains("row=\"restart"), "{}", stderr(&out));
+    lab.start_etcd(0);
+    lab.wait_healthy(&[0], 1);
+    lab.stop_etcd(0);
 
     // `plan` shows it.
     let out = lab.agent(0, &["plan"]);
@@ -157,30 +166,44 @@ fn the_log_names_the_member_and_cluster_etcd_reports(etcd: Etcd, block: u8) {
     );
 }
 
-/// What `apt-get install etcd-server` leaves behind (etcd's defaults: member `default`, peer URL
-/// on localhost, a cluster of one) is recognised and named, with the command that clears it.
-#[test]
-fn the_distribution_default_data_dir_is_recognised() {
-    let lab = Lab::new(etcd34(), 24, 1, 1);
+fn the_package_cluster_named_after_the_host_is_refused(etcd: Etcd, block: u8) {
+    // Debian's unit: Environment=ETCD_NAME=%H.
+    package_cluster_is_refused(etcd, block, "etcd-host-7");
+}
+
+fn the_package_cluster_named_default_is_refused(etcd: Etcd, block: u8) {
+    // etcd's own default, when nothing names the member.
+    package_cluster_is_refused(etcd, block, "default");
+}
+
+/// What `apt-get install etcd-server` leaves behind (a cluster of one whose member is named
+/// `member`, peer URL on localhost) is recognised and named, with the command that clears it,
+/// on a machine that is one of three; nothing is touched. With `replace_stale_data` it is moved
+/// aside, and the machine then joins the bootstrap like any empty one.
+fn package_cluster_is_refused(etcd: Etcd, block: u8, member: &str) {
+    let lab = Lab::new(etcd, block, 3, 3);
     lab.configure_all();
     let data = lab.nodes[0].data_dir();
     // etcd as the package starts it, on ports of its own so no other test is disturbed.
+    // Two ports (peer, client) per release and block, apart from every other test's.
+    let port = 23000 + u16::from(block) * 10 + (u16::from(lab.etcd.net) - 10) * 4;
+    let peer = format!("http://localhost:{port}");
     let mut etcd = std::process::Command::new(&lab.etcd.bin)
         .args([
             "--name",
-            "default",
+            member,
             "--data-dir",
             data.to_str().unwrap(),
             "--listen-peer-urls",
-            "http://127.0.0.1:23801",
+            &format!("http://127.0.0.1:{port}"),
             "--initial-advertise-peer-urls",
-            "http://localhost:23801",
+            &peer,
             "--initial-cluster",
-            "default=http://localhost:23801",
+            &format!("{member}={peer}"),
             "--listen-client-urls",
-            "http://127.0.0.1:23791",
+            &format!("http://127.0.0.1:{}", port + 1),
             "--advertise-client-urls",
-            "http://localhost:23791",
+            &format!("http://localhost:{}", port + 1),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -201,15 +224,36 @@ fn the_distribution_default_data_dir_is_recognised() {
     let err = stderr(&out);
     let line = err.lines().rfind(|l| l.contains("ERROR")).unwrap();
     assert!(
-        line.contains("the distribution's etcd package started on install (member \"default\", peer URL http://localhost:23801)")
-            && line.contains(&format!(
-                "Clear it with: systemctl stop etcd && mv {d} {d}.distribution-default",
-                d = data.display()
-            )),
+        line.contains(&format!(
+            "the distribution's etcd package started on install (member \"{member}\", peer URL {peer})"
+        )) && line.contains(&format!(
+            "Clear it with: systemctl stop etcd && mv {d} {d}.distribution-default",
+            d = data.display()
+        )),
         "{line}"
     );
     assert_eq!(dir_snapshot(&data), before, "data untouched");
     assert!(!lab.nodes[0].env_file().exists());
+
+    // Moved aside only when asked; then the three bootstrap together.
+    let mut lab = lab;
+    lab.cluster_extra = "replace_stale_data = true\n".into();
+    lab.configure_all();
+    lab.agents_ok_together(&[0, 1, 2]);
+    let aside = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("data.removed-"))
+        .expect("the package's data moved aside");
+    assert_eq!(
+        dir_snapshot(&aside.path()).len(),
+        before.len(),
+        "every file kept"
+    );
+    for i in 0..3 {
+        lab.start_etcd(i);
+    }
+    lab.wait_healthy(&[0, 1, 2], 3);
 }
 
 /// A member set that differs between two agents (their listings disagree) is named, and nothing

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut info = WalInfo::default();
     wal::read_segment(data, &mut info);
-    let _ = info.is_distribution_default();
+    let _ = info.is_package_cluster("http://10.0.0.1:2380");
     if let Some((index, members)) = snap::parse(data) {
         let mut on_snapshot = WalInfo {
             last_index: index,

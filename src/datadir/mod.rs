@@ -96,13 +96,30 @@ fn read_log(wal_dir: &Path, snapshot: Option<(u64, Vec<WalMember>)>) -> Option<W
 }
 
 impl WalInfo {
-    /// The single-member cluster Debian's `etcd-server` package starts on install: etcd's
-    /// defaults, member `default` with its peer URL on localhost.
-    pub fn is_distribution_default(&self) -> bool {
-        matches!(self.members.as_slice(), [m] if m.name == "default"
-            && !m.peer_urls.is_empty()
-            && m.peer_urls.iter().all(|u| u.contains("://localhost:") || u.contains("://127.0.0.1:")))
+    /// The single-member cluster a distribution's etcd package starts on install: one member
+    /// whose peer URLs are all loopback (etcd's default is `http://localhost:2380`), none of them
+    /// this node's own. Its name says nothing: Debian's unit names it after the host
+    /// (`ETCD_NAME=%H`), etcd's default is `default`. A cluster of one that this agent
+    /// bootstrapped on a loopback address (examples/static.toml) has this node's own URL, and is
+    /// not one.
+    pub fn is_package_cluster(&self, my_peer_url: &str) -> bool {
+        matches!(self.members.as_slice(), [m] if !m.peer_urls.is_empty()
+            && m.peer_urls.iter().all(|u| is_loopback_url(u))
+            && !m.peer_urls.iter().any(|u| u == my_peer_url))
     }
+}
+
+/// `scheme://host:port` with a loopback host: `localhost`, 127.0.0.0/8 or `[::1]`.
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Renames the data dir to `<data_dir>.<why>-<unix time>`; never deletes anything.
@@ -171,6 +188,36 @@ fn aside(data_dir: &Path, why: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_package_cluster_is_a_loopback_member_of_one_whatever_its_name() {
+        let one = |name: &str, url: &str| WalInfo {
+            members: vec![WalMember {
+                name: name.into(),
+                peer_urls: vec![url.into()],
+                ..WalMember::default()
+            }],
+            ..WalInfo::default()
+        };
+        let mine = "http://10.0.0.5:2380";
+        for (name, url) in [
+            ("default", "http://localhost:2380"),
+            ("etcd-host-7", "http://localhost:2380"),
+            ("etcd-host-7", "http://127.0.0.1:2380"),
+            ("x", "https://[::1]:2380"),
+        ] {
+            assert!(one(name, url).is_package_cluster(mine), "{name} {url}");
+        }
+        // A machine on loopback addresses of its own (as the tests run) still sees it.
+        assert!(one("default", "http://localhost:2380").is_package_cluster("http://127.0.0.1:2380"));
+        // Bootstrapped by this agent on loopback (examples/static.toml): its own cluster.
+        assert!(!one("etcd-0", "http://127.0.0.1:2380").is_package_cluster("http://127.0.0.1:2380"));
+        assert!(!one("etcd-0", "http://10.0.0.5:2380").is_package_cluster(mine));
+        let mut two = one("a", "http://localhost:2380");
+        two.members.push(two.members[0].clone());
+        assert!(!two.is_package_cluster(mine));
+        assert!(!is_loopback_url("http://localhost.example.com:2380"));
+    }
 
     #[test]
     fn a_copy_aside_keeps_the_original_and_every_file_and_mode() {

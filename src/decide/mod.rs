@@ -234,15 +234,11 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
 fn foreign_data(f: &Facts<'_>, my_url: &str, view: Option<&ClusterView>) -> Option<Outcome> {
     let wal = f.wal.filter(|_| f.data == DataDir::HasMember)?;
     let dir = f.spec.data_dir.display();
-    let problem = if wal.is_distribution_default()
-        && !wal
-            .members
-            .iter()
-            .any(|m| m.peer_urls.iter().any(|u| u == my_url))
-    {
+    let problem = if wal.is_package_cluster(my_url) {
         format!(
-            "{dir} holds the single-member cluster {:x} that the distribution's etcd package started on install (member \"default\", peer URL {}), not this cluster's data. Clear it with: systemctl stop etcd && mv {dir} {dir}.distribution-default",
+            "{dir} holds the single-member cluster {:x} that the distribution's etcd package started on install (member {}, peer URL {}), not this cluster's data. Clear it with: systemctl stop etcd && mv {dir} {dir}.distribution-default",
             wal.cluster_id,
+            crate::member::excerpt(&wal.members[0].name),
             wal.members[0].peer_urls.join(",")
         )
     } else {

@@ -916,7 +916,8 @@ fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
     let mut debian = wal(0x3004cd801c14dd7e, 0x6818f1964ee7d1bb);
     debian.members = vec![crate::datadir::WalMember {
         id: 0x6818f1964ee7d1bb,
-        name: "default".into(),
+        // Debian's unit names it after the host.
+        name: "etcd-host-1".into(),
         peer_urls: vec!["http://localhost:2380".into()],
         is_learner: false,
         is_promote: false,
@@ -926,7 +927,7 @@ fn the_distribution_default_cluster_is_named_with_the_command_that_clears_it() {
     assert_eq!(o.decision, Decision::Refuse);
     assert_eq!(
         o.reason,
-        "/var/lib/etcd holds the single-member cluster 3004cd801c14dd7e that the distribution's etcd package started on install (member \"default\", peer URL http://localhost:2380), not this cluster's data. Clear it with: systemctl stop etcd && mv /var/lib/etcd /var/lib/etcd.distribution-default"
+        "/var/lib/etcd holds the single-member cluster 3004cd801c14dd7e that the distribution's etcd package started on install (member \"etcd-host-1\", peer URL http://localhost:2380), not this cluster's data. Clear it with: systemctl stop etcd && mv /var/lib/etcd /var/lib/etcd.distribution-default"
     );
     w.spec.replace_stale_data = true;
     assert_eq!(w.decide().decision, Decision::Act(Action::MoveDataAside));
