@@ -5,7 +5,11 @@ Droplets are built from tests/fixtures/digitalocean/droplet.json (the API refere
     mock_cloud.py API_PORT FIXTURE TAG=ID:NAME:IP[,ID:NAME:IP...] [TAG=...] -- META_PORT:ID [META_PORT:ID...]
 Serves GET /v2/droplets?tag_name=TAG on API_PORT (bearer token required) and GET /metadata/v1/id
 on each META_PORT. Runs until killed.
+
+With MOCK_CLOUD_HIDDEN set to a file's path, the droplets whose ids that file lists (one a line,
+read at every request) are not listed: a droplet not created yet, or one terminated since.
 """
+import os
 import copy
 import json
 import sys
@@ -40,7 +44,11 @@ def main():
                 return self.reply(401, {"id": "unauthorized", "message": "Unable to authenticate you."})
             if url.path != "/v2/droplets":
                 return self.reply(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
-            droplets = fleets.get(query.get("tag_name", [""])[0], [])
+            hidden = set()
+            if os.environ.get("MOCK_CLOUD_HIDDEN"):
+                with open(os.environ["MOCK_CLOUD_HIDDEN"]) as f:
+                    hidden = {int(line) for line in f if line.strip()}
+            droplets = [d for d in fleets.get(query.get("tag_name", [""])[0], []) if d["id"] not in hidden]
             self.reply(200, {"droplets": droplets, "links": {}, "meta": {"total": len(droplets)}})
 
         def reply(self, status, body):

@@ -10,7 +10,9 @@
 # their boot finished meanwhile; etcd-bootstrap.service is active (exited) with its STATUS= text; etcd.service runs
 # with the written environment; three containers form one cluster; a rebooted container keeps
 # its data and membership; a container whose agent cannot decide never starts etcd; each run's
-# outcome record and journal fields; a config file for etcd is refused.
+# outcome record and journal fields; a config file for etcd is refused; a machine that replaces a
+# terminated one joins as a learner (the dead member removed) and etcd.service promotes it with
+# no API token, staying active.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deb=$(realpath "${1:?usage: tests/boot/run.sh PATH-TO.deb}")
@@ -101,10 +103,12 @@ wait_for() { # name unit state seconds
 }
 members() { curl -s -m 3 -X POST "http://$net.1:2379/v3/cluster/member/list" -d '{}'; }
 
-python3 tests/boot/mock_cloud.py "$api_port" tests/fixtures/digitalocean/droplet.json \
-    "etcd:boot=7001:c1:$net.1,7002:c2:$net.2,7003:c3:$net.3" "etcd:other=7004:c4:$net.4" \
+# c5 replaces c3 at the end: not created until then.
+echo 7005 >"$work/hidden"
+MOCK_CLOUD_HIDDEN=$work/hidden python3 tests/boot/mock_cloud.py "$api_port" tests/fixtures/digitalocean/droplet.json \
+    "etcd:boot=7001:c1:$net.1,7002:c2:$net.2,7003:c3:$net.3,7005:c5:$net.5" "etcd:other=7004:c4:$net.4" \
     -- "$((api_port + 1)):7001" "$((api_port + 2)):7002" "$((api_port + 3)):7003" "$((api_port + 4)):7004" \
-    >"$work/mock.log" 2>&1 &
+    "$((api_port + 5)):7005" >"$work/mock.log" 2>&1 &
 pids+=($!)
 # c1..c3 wait as long as it takes (the default); c4 has a deadline and must fail at it.
 for i in 1 2 3; do
@@ -220,4 +224,35 @@ status=$(in_container c2 systemctl show -p StatusText --value etcd-bootstrap.ser
 code=$(in_container c2 systemctl show -p ExecMainStatus --value etcd-bootstrap.service)
 [ "$code" = 78 ] || fail "c2 with a config file: exit status $code, not 78"
 log "c2 with ETCD_CONFIG_FILE set: refused (exit 78)"
+# Back to a good config for c2 (the cluster needs its vote for the replacement below).
+in_container c2 rm /etc/systemd/system/etcd.service.d/50-config-file.conf
+in_container c2 systemctl daemon-reload
+in_container c2 systemctl start etcd.service || fail "c2: etcd.service did not start again"
+
+# 8. c3 is terminated; c5 replaces it: its agent removes c3's member and adds itself as a
+# learner, and etcd.service (the shipped promote drop-in, as etcd's user, with no credentials
+# of the agent's) promotes it once caught up, staying active.
+in_container c3 systemctl poweroff || true
+for ((i = 0; i < 60; i++)); do pgrep -f "systemd-nspawn -D $work/c3 " >/dev/null || break; sleep 0.5; done
+echo 7003 >"$work/hidden"
+container c5 5 etcd:boot 3
+sed -i 's/^\[cluster\]$/[cluster]\njoin_as_learner = true/' "$work/c5/etc/etcd-bootstrap/config.toml"
+mkdir -p "$work/c5/etc/systemd/system/etcd.service.d"
+cp "$work/c5/usr/share/etcd-bootstrap/20-etcd-bootstrap-promote.conf" "$work/c5/etc/systemd/system/etcd.service.d/"
+boot c5
+wait_for c5 etcd.service active 120 || fail "c5: etcd.service did not become active"
+status=$(in_container c5 systemctl show -p StatusText --value etcd-bootstrap.service)
+[[ "$status" == "existing (join"* ]] || fail "c5: status text is '$status'"
+promoted=$(in_container c5 journalctl --no-pager -u etcd.service | grep -c 'promoted this node' || true)
+[ "$promoted" -ge 1 ] || fail "c5: etcd.service did not promote: $(in_container c5 journalctl --no-pager -n 20 -u etcd.service)"
+in_container c5 journalctl --no-pager -u etcd.service | grep -q 'no API token' && fail "c5: promote asked for a token"
+sleep 2
+state=$(in_container c5 systemctl show -p ActiveState --value etcd.service)
+[ "$state" = active ] || fail "c5: etcd.service is $state after the promotion"
+after=$(members)
+[ "$(grep -o '"clientURLs"' <<<"$after" | wc -l)" = 3 ] || fail "expected 3 started members after the replacement: $after"
+grep -q "$net.5:2380" <<<"$after" || fail "c5 is not a member: $after"
+grep -q "$net.3:2380" <<<"$after" && fail "c3's member was not removed: $after"
+grep -q '"isLearner":true' <<<"$after" && fail "a learner is left: $after"
+log "c5 replaced c3: \"$status\"; promoted by etcd.service, which stays active"
 log "PASSED"
