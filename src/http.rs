@@ -74,6 +74,39 @@ pub fn is_unreachable(e: &reqwest::Error) -> bool {
     e.is_timeout()
 }
 
+/// What a failed TLS handshake says, when that is what failed: `Theirs` when the certificate the
+/// other side showed did not verify, `Ours` when the other side refused this agent's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    Theirs,
+    Ours,
+    Other,
+}
+
+pub fn tls_failure(e: &reqwest::Error) -> Option<TlsFailure> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        // rustls' error travels inside io::Errors (nested: hyper's inside tokio-rustls'), whose
+        // own `source()` skips what they carry.
+        let mut inner: &(dyn std::error::Error + 'static) = s;
+        while let Some(carried) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = carried;
+        }
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(match tls {
+                rustls::Error::InvalidCertificate(_) => TlsFailure::Theirs,
+                rustls::Error::AlertReceived(_) => TlsFailure::Ours,
+                _ => TlsFailure::Other,
+            });
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// The innermost cause, which is the one an operator can act on ("certificate has expired",
 /// "connection reset"), on one line. URLs never carry secrets here: tokens travel in headers.
 pub fn describe(e: &reqwest::Error) -> String {

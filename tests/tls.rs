@@ -186,3 +186,60 @@ fn the_vouch_over_mutual_tls_needs_a_member_certificate() {
     let out = waiting.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
 }
+
+/// Three machines with mutual TLS, one of them provisioned from another CA (a mis-issued
+/// certificate): nobody bootstraps, and the good agents name what is wrong, the TLS failure on
+/// node-2's peer port, not the refused client port of an etcd that is not started yet. `plan`
+/// says the same.
+#[test]
+fn a_peer_with_a_certificate_from_another_ca_is_named_for_it() {
+    let lab = Lab::new(etcd34(), 62, 3, 3);
+    let ips: Vec<&str> = lab.nodes.iter().map(|n| n.ip.as_str()).collect();
+    let ips = [&ips[..], &["127.0.0.1"]].concat();
+    let (good, other) = (lab.root.path().join("certs"), lab.root.path().join("other"));
+    std::fs::create_dir(&good).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    let certs = certs::make(&good, &ips).unwrap();
+    certs::make(&other, &ips).unwrap();
+    configure_tls(&lab, &certs, true);
+    // node-2's whole TLS set (its CA included) is the other CA's: its own preflight passes.
+    let path = lab.nodes[1].config();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&good.display().to_string(), &other.display().to_string()),
+    )
+    .unwrap();
+
+    let waiting = lab.agent_spawn(1, &["--timeout", "6s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let plan = lab.agent(0, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    let peer = format!("https://{}:2380", lab.nodes[1].ip);
+    let told = |text: &str| {
+        text.contains("TLS handshake failed")
+            && text.contains(&peer)
+            && text.contains(&format!(
+                "the certificate {} shows is not one this agent trusts: check that it is issued by the CA in etcd_client.ca_file and names {}",
+                lab.nodes[1].ip, lab.nodes[1].ip
+            ))
+            && !text.contains("connection refused")
+    };
+    assert!(told(&text), "{text}");
+    // node-1 and node-3 wait together, each for node-2 only.
+    let good: Vec<_> = [0, 2]
+        .into_iter()
+        .map(|i| (i, lab.agent_spawn(i, &["--timeout", "3s"])))
+        .collect();
+    for (i, agent) in good {
+        let out = agent.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(69), "{err}");
+        let last = err.lines().rfind(|l| l.contains("ERROR")).unwrap();
+        assert!(last.contains("waiting for node-2 ("), "{last}");
+        assert!(told(last), "{last}");
+        assert!(!lab.nodes[i].env_file().exists());
+    }
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+}

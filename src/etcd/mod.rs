@@ -35,16 +35,20 @@ pub enum CallError {
     },
     /// No connection could be made at all (no route, connect timeout): nothing answered.
     Unreachable(String),
-    /// Timeouts, TLS failures, resets, bodies that are not etcd's: we cannot tell.
+    /// A TLS handshake failed: something answers there, with a certificate this agent does not
+    /// trust, or refusing this agent's. The message says which and what to check.
+    Tls(String),
+    /// Timeouts, resets, bodies that are not etcd's: we cannot tell.
     Unknown(String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Refused(m) | CallError::Unreachable(m) | CallError::Unknown(m) => {
-                f.write_str(m)
-            }
+            CallError::Refused(m)
+            | CallError::Unreachable(m)
+            | CallError::Tls(m)
+            | CallError::Unknown(m) => f.write_str(m),
             CallError::Etcd {
                 status,
                 code,
@@ -63,6 +67,19 @@ impl CallError {
     /// failure or a hung server is something answering, and does not count.)
     pub fn is_silence(&self) -> bool {
         matches!(self, CallError::Refused(_) | CallError::Unreachable(_))
+    }
+
+    /// How much the error tells an operator about the address, for choosing which of several
+    /// to show: a TLS failure names a certificate to fix, etcd's own words come next, then
+    /// anything that answered oddly, and silence (which only says that nothing is there) last.
+    pub fn telling(&self) -> u8 {
+        match self {
+            CallError::Tls(_) => 4,
+            CallError::Etcd { .. } => 3,
+            CallError::Unknown(_) => 2,
+            CallError::Unreachable(_) => 1,
+            CallError::Refused(_) => 0,
+        }
     }
 
     /// Answers that mean "try again later" rather than "this will never work".
@@ -332,6 +349,30 @@ fn classify(url: &str, e: &reqwest::Error) -> CallError {
     }
     if crate::http::is_unreachable(e) {
         return CallError::Unreachable(format!("{url}: {}", crate::http::describe(e)));
+    }
+    if let Some(failure) = crate::http::tls_failure(e) {
+        let host = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .split(['/', '?'])
+            .next()
+            .unwrap_or(url);
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let check = match failure {
+            crate::http::TlsFailure::Theirs => format!(
+                "the certificate {host} shows is not one this agent trusts: check that it is issued by the CA in etcd_client.ca_file and names {host}"
+            ),
+            crate::http::TlsFailure::Ours => format!(
+                "{host} refused this agent's certificate: check that etcd_client.cert_file is issued by the CA {host} trusts"
+            ),
+            crate::http::TlsFailure::Other => {
+                format!("check the TLS settings of this agent and of {host}")
+            }
+        };
+        return CallError::Tls(format!(
+            "{url}: TLS handshake failed ({}); {check}",
+            crate::http::describe(e)
+        ));
     }
     let what = if e.is_timeout() {
         "timed out".to_owned()

@@ -32,14 +32,18 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
     // The client port refused or did not answer. On the peer port, a waiting agent vouches for
     // its machine; etcd answers that path 404 and then says, on `/version`, whether a bootstrap
     // is forming or a cluster without a leader is there. Only a refusal on both ports proves
-    // that nothing runs there (etcd binds its peer port first).
+    // that nothing runs there (etcd binds its peer port first). Every port's error is kept: the
+    // one shown is the most telling (a peer port failing TLS verification beats a refused
+    // client port: the machine is up, and its certificate is what to look at).
+    let mut errors = vec![client_err];
     match client.vouch(&peer_url).await {
         Ok(Some(v)) => return PeerAnswer::Vouched(v),
-        Err(CallError::Refused(_)) if client_err.is_refused() => return PeerAnswer::Refused,
-        _ => {}
+        Err(CallError::Refused(_)) if errors[0].is_refused() => return PeerAnswer::Refused,
+        Err(e) => errors.push(e),
+        Ok(None) => {}
     }
     match client.cluster_version(&peer_url).await {
-        Err(CallError::Refused(_)) if client_err.is_refused() => PeerAnswer::Refused,
+        Err(CallError::Refused(_)) if errors[0].is_refused() => PeerAnswer::Refused,
         Ok(v) if v == NOT_DECIDED => match client.peer_members(&peer_url).await {
             // Members that published client URLs have run: this is a cluster restarted on its
             // data that has not found its leader again (etcd 3.5 says `not_decided` then too),
@@ -57,12 +61,25 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
         }
         Ok(v) => PeerAnswer::Unknown {
             reason: format!(
-                "{client_err}, while its peer port reports cluster version {}",
+                "{}, while its peer port reports cluster version {}",
+                most_telling(&errors),
                 crate::member::excerpt(&v)
             ),
         },
-        Err(_) => PeerAnswer::Unknown {
-            reason: client_err.to_string(),
-        },
+        Err(e) => {
+            errors.push(e);
+            PeerAnswer::Unknown {
+                reason: most_telling(&errors).to_string(),
+            }
+        }
     }
+}
+
+/// The first of the most telling errors (the client port's, among equals).
+fn most_telling(errors: &[CallError]) -> &CallError {
+    errors
+        .iter()
+        .rev()
+        .max_by_key(|e| e.telling())
+        .expect("at least the client port's error")
 }
