@@ -11,11 +11,11 @@
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::config::Settings;
 use crate::datadir;
 use crate::decide::EtcdMember;
-use crate::error::{Failure, Kind};
-use crate::config::Settings;
 use crate::envfile::read_written;
+use crate::error::{Failure, Kind};
 use crate::etcd::EtcdClient;
 use crate::retry::{Try, until_done};
 

@@ -120,9 +120,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         Some(Command::Promote { timeout }) => {
             let timeout = timeout_arg(&timeout)?;
             let etcd = etcd_client(&settings, Default::default())?;
-            return finished(runtime.block_on(etcd_bootstrap::promote::promote(
-                &settings, &etcd, timeout,
-            ))?);
+            return finished(
+                runtime.block_on(etcd_bootstrap::promote::promote(&settings, &etcd, timeout))?,
+            );
         }
         Some(Command::Leave {
             ref timeout,

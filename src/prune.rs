@@ -5,17 +5,18 @@
 //! their members, and a survivor's boot cannot (with members gone, its reboot may cost the
 //! quorum that a removal needs).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
-use crate::decide::{self, Prune};
+use crate::decide::{self, Prune, Session};
 use crate::error::Failure;
 use crate::retry::{Try, until_done};
-use crate::run::{Agent, RunMemory};
+use crate::run::Agent;
 
 pub async fn prune(agent: &Agent, timeout: Duration) -> Result<String, Failure> {
     let interval = agent.settings.discovery.interval;
-    let mut memory = RunMemory::default();
+    let started = Instant::now();
+    let mut session = Session::default();
     let mut removed = Vec::new();
     until_done(
         timeout,
@@ -27,11 +28,7 @@ pub async fn prune(agent: &Agent, timeout: Duration) -> Result<String, Failure> 
                 .observe()
                 .await
                 .map_err(|e| Failure::new(e.kind, e.message))?;
-            let (dead_now, step) = {
-                let facts = obs.facts(&agent.settings, &memory);
-                (decide::dead_ids(&facts), decide::prune(&facts))
-            };
-            memory.dead_before = dead_now;
+            let step = session.prune(&agent.settings.cluster, &obs, started.elapsed());
             return Ok(match step {
                 Prune::Done(why) if removed.is_empty() => Try::Done(why),
                 Prune::Done(why) => Try::Done(format!("removed {}; {why}", removed.join(", "))),

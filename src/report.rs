@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::decide::Observation;
 use crate::decide::{Action, DataDir, Decision, Outcome, PeerAnswer, Probe};
 use crate::member::{Candidate, Host, MemberName};
 use crate::preflight::Checked;
-use crate::run::{Observation, Plan};
+use crate::run::Plan;
 
 pub fn text(plan: &Plan, env: Option<&str>) -> String {
     let Plan {
@@ -121,7 +122,7 @@ pub fn write_json(
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
-    source: &'a crate::discovery::SourceUsed,
+    source: &'a crate::decide::SourceUsed,
     this_node: Option<&'a MemberName>,
     data_dir: DataDir,
     /// Whose data it is, from the write-ahead log (ids in hex, as etcd logs them).

@@ -99,7 +99,12 @@ fn lose(mut lab: Lab, survivor: usize, lost: [usize; 2], extra: &str) -> Loss {
         std::fs::remove_dir_all(lab.nodes[i].data_dir()).unwrap();
     }
     lab.stop_etcd(survivor);
-    let prefix = lab.nodes[survivor].ip.rsplit_once('.').unwrap().0.to_owned();
+    let prefix = lab.nodes[survivor]
+        .ip
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .to_owned();
     let replacements = [4, 5].map(|last| lab.add_node(&format!("{prefix}.{last}")));
     let machines = [survivor, replacements[0], replacements[1]];
     lab.cluster_extra = extra.to_owned();

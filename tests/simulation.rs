@@ -39,12 +39,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
 
 use etcd_bootstrap::config::ClusterSpec;
 use etcd_bootstrap::datadir::{WalInfo, WalMember};
 use etcd_bootstrap::decide::{
-    self, Action, ClusterView, DataDir, Decision, EtcdMember, Facts, PeerAnswer, Probe, Vouch,
-    VouchedData,
+    self, Action, ClusterView, DataDir, Decision, EtcdMember, Observation, PeerAnswer, Probe,
+    Session, SourceUsed, Vouch, VouchedData,
 };
 use etcd_bootstrap::envfile::ClusterState;
 use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
@@ -81,17 +82,14 @@ enum Etcd {
     Running { cluster: u64 },
 }
 
-// A test model of at most 16 machines: copying the per-run arrays is simpler than boxing them.
+/// A machine's agent: running (its run's session, the real one), or ended.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 enum Agent {
     Running {
         started: u64,
         next: u64,
-        removed: usize,
-        seen: bool,
-        quiet: [u64; 32],
-        listed: [u64; 32],
+        session: Session,
     },
     Done,
     Failed,
@@ -106,24 +104,15 @@ struct Machine {
     disk: Option<(u64, u64)>,
     etcd: Etcd,
     agent: Agent,
-    /// What its waiting agent answers on the peer port (set at each poll, gone when the agent
-    /// ends or the machine goes down).
+    /// What its waiting agent answers on the peer port (set while it waits, gone when the
+    /// agent ends or the machine goes down).
     vouch: Option<Vouch>,
-    /// The run's memory of its peers' vouches, by machine index.
-    vouched: BTreeMap<usize, Vouch>,
-    /// The run's memory: every machine listed, and the set all peers agreed to at the last look.
-    ever_listed: BTreeSet<usize>,
-    agreed: Option<Vec<(MemberName, String)>>,
     /// A terminated machine stays listed until then (listings lag).
     unlisted_from: u64,
     /// The raft index its data dir's log reached.
     index: u64,
     /// Its data dir's member list (id, peer URL, learner), as of when its etcd last ran.
     members_seen: Vec<(u64, String, bool)>,
-    /// The run's memory: members gone (or dead) at the previous look, and the data dir copied
-    /// for a recovery.
-    dead_before: Vec<u64>,
-    data_copied: bool,
     /// The run added this machine's member to that cluster: it decides on the membership the
     /// addition returned, which is there even when the cluster has no quorum until this member
     /// starts (etcd 3.5 does not answer member lists then).
@@ -239,22 +228,14 @@ impl World {
             disk: None,
             etcd: Etcd::Stopped,
             vouch: None,
-            vouched: BTreeMap::new(),
-            ever_listed: BTreeSet::new(),
-            agreed: None,
             unlisted_from: u64::MAX,
             index: 0,
             members_seen: Vec::new(),
-            dead_before: Vec::new(),
-            data_copied: false,
             added_to: None,
             agent: Agent::Running {
                 started: boot,
                 next: boot,
-                removed: 0,
-                seen: false,
-                quiet: [u64::MAX; 32],
-                listed: [u64::MAX; 32],
+                session: Session::default(),
             },
         });
         self.trace.push(format!(
@@ -355,315 +336,171 @@ impl World {
         );
     }
 
-    /// One poll of machine `i`'s agent, and as many immediate steps as its decisions ask for.
+    /// One look of machine `i` at the world, as its agent's probes and listing would see it:
+    /// the world only (listing, probes, its data dir, who answers); what the agent makes of it
+    /// is the real `Session`'s.
+    fn look(&mut self, i: usize, now: u64) -> Option<Observation> {
+        let listing = self.listing(now)?;
+        let me = listing
+            .iter()
+            .position(|c| c.id == self.machines[i].cand.id);
+        let data = if self.machines[i].disk.is_some() {
+            DataDir::HasMember
+        } else {
+            DataDir::Empty
+        };
+        let my_id = self.machines[i].cand.id.clone();
+        let mut probes = Vec::new();
+        for c in listing.iter().filter(|c| c.id != my_id) {
+            let j = self
+                .machines
+                .iter()
+                .position(|m| m.cand.id == c.id)
+                .unwrap();
+            let answer = self.probe(i, j);
+            probes.push(Probe {
+                peer: c.name.clone(),
+                answer,
+            });
+        }
+        // Members missing from the listing that answer on their own client URL.
+        let mut alive: Vec<u64> = probes
+            .iter()
+            .find_map(|p| match &p.answer {
+                PeerAnswer::Answered(v) => Some(v.clone()),
+                _ => None,
+            })
+            .map(|v| {
+                v.members
+                    .iter()
+                    .filter(|m| {
+                        !listing
+                            .iter()
+                            .any(|c| m.peer_urls.contains(&url(Scheme::Http, &c.host, 2380)))
+                    })
+                    .filter(|m| {
+                        self.machines.iter().any(|x| {
+                            x.alive
+                                && x.etcd
+                                    == Etcd::Running {
+                                        cluster: v.cluster_id,
+                                    }
+                                && x.disk.is_some_and(|(_, id)| id == m.id)
+                        })
+                    })
+                    .map(|m| m.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wal = self.machines[i]
+            .disk
+            .map(|(cluster_id, member_id)| WalInfo {
+                member_id,
+                cluster_id,
+                last_index: self.machines[i].index,
+                commit: self.machines[i].index,
+                members: self.machines[i]
+                    .members_seen
+                    .iter()
+                    .map(|(id, url, learner)| WalMember {
+                        id: *id,
+                        name: String::new(),
+                        peer_urls: vec![url.clone()],
+                        is_learner: *learner,
+                        is_promote: false,
+                    })
+                    .collect(),
+                members_complete: true,
+                members_base_index: 0,
+            });
+        // No cluster answers: the members its data lists that no listed machine has are asked
+        // on their own peer URLs (any machine there, etcd or a waiting agent, answers).
+        if !probes
+            .iter()
+            .any(|p| matches!(p.answer, PeerAnswer::Answered(_)))
+            && let Some(w) = &wal
+        {
+            for m in w.members.iter().filter(|m| m.id != w.member_id) {
+                let peer = &m.peer_urls[0];
+                let listed = listing
+                    .iter()
+                    .any(|c| url(Scheme::Http, &c.host, 2380) == *peer);
+                let answers = (0..self.machines.len()).any(|x| {
+                    let hidden = self
+                        .hidden
+                        .iter()
+                        .any(|&(o, h, until)| o == i && h == x && now < until);
+                    let mx = &self.machines[x];
+                    !hidden
+                        && mx.alive
+                        && self.peer_url(x) == *peer
+                        && (matches!(mx.etcd, Etcd::Running { .. }) || mx.vouch.is_some())
+                });
+                if !listed && answers {
+                    alive.push(m.id);
+                }
+            }
+        }
+        Some(Observation {
+            source: SourceUsed {
+                name: "sim",
+                fallback_because: None,
+            },
+            candidates: listing,
+            me,
+            data,
+            wal,
+            probes,
+            undiscovered_alive: alive,
+        })
+    }
+
+    /// One poll of machine `i`'s agent, and as many immediate steps as its decisions ask for:
+    /// the run loop's steps, on the real session.
     fn poll(&mut self, i: usize) {
         let Agent::Running {
             started,
-            removed,
-            mut seen,
-            mut quiet,
-            mut listed,
+            ref mut session,
             ..
         } = self.machines[i].agent
         else {
             return;
         };
+        let mut session = std::mem::take(session);
         let now = self.now;
-        let mut removed = removed;
+        let at = Duration::from_secs(now);
         for _ in 0..6 {
-            let Some(listing) = self.listing(now) else {
+            let Some(obs) = self.look(i, now) else {
                 break;
             };
-            let me = listing
-                .iter()
-                .position(|c| c.id == self.machines[i].cand.id);
-            let data = if self.machines[i].disk.is_some() {
-                DataDir::HasMember
-            } else {
-                DataDir::Empty
-            };
-            let my_id = self.machines[i].cand.id.clone();
-            let mut probes = Vec::new();
-            for c in listing.iter().filter(|c| c.id != my_id) {
-                let j = self
-                    .machines
-                    .iter()
-                    .position(|m| m.cand.id == c.id)
-                    .unwrap();
-                let answer = self.probe(i, j);
-                if let PeerAnswer::Vouched(v) = &answer {
-                    self.machines[i].vouched.insert(j, v.clone());
-                }
-                probes.push(Probe {
-                    peer: c.name.clone(),
-                    answer,
-                });
-            }
-            // The run loop's memory: a cluster seen, and how long the same set has been quiet.
-            seen |= probes.iter().any(|p| p.answer.shows_cluster());
-            // Per peer: since when it has refused (or been bootstrapping) without a break.
-            let peer_index = |name: &MemberName| name.as_str()[5..].parse::<usize>().unwrap();
-            for p in &probes {
-                let k = peer_index(&p.peer);
-                if matches!(
-                    p.answer,
-                    PeerAnswer::Refused | PeerAnswer::Forming { .. } | PeerAnswer::Vouched(_)
-                ) {
-                    quiet[k] = quiet[k].min(now);
-                } else {
-                    quiet[k] = u64::MAX;
-                }
-            }
-            for p in &probes {
-                listed[peer_index(&p.peer)] = now;
-            }
-            let listing_unsettled = (0..32).any(|k| {
-                listed[k] != u64::MAX
-                    && now - listed[k] < self.spec.bootstrap_settle.map_or(0, |d| d.as_secs())
-                    && !probes.iter().any(|p| peer_index(&p.peer) == k)
-            });
-            let quiet_for = if listing_unsettled { Some(0) } else { None };
-            let quiet_for = quiet_for.unwrap_or_else(|| {
-                probes
-                    .iter()
-                    .map(|p| quiet[peer_index(&p.peer)])
-                    .map(|since| if since == u64::MAX { 0 } else { now - since })
-                    .min()
-                    .unwrap_or(now - started.min(now))
-            });
-            // Members missing from the listing that answer on their own client URL.
-            let alive: Vec<u64> = probes
-                .iter()
-                .find_map(|p| match &p.answer {
-                    PeerAnswer::Answered(v) => Some(v.clone()),
-                    _ => None,
-                })
-                .map(|v| {
-                    v.members
-                        .iter()
-                        .filter(|m| {
-                            !listing
-                                .iter()
-                                .any(|c| m.peer_urls.contains(&url(Scheme::Http, &c.host, 2380)))
-                        })
-                        .filter(|m| {
-                            self.machines.iter().any(|x| {
-                                x.alive
-                                    && x.etcd
-                                        == Etcd::Running {
-                                            cluster: v.cluster_id,
-                                        }
-                                    && x.disk.is_some_and(|(_, id)| id == m.id)
-                            })
-                        })
-                        .map(|m| m.id)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let dead_before = self.machines[i].dead_before.clone();
-            // Vouches count only from machines in this listing (a replacement reusing an address
-            // is another machine, and indexes are never reused here).
-            let vouched: Vec<(MemberName, Vouch)> = listing
-                .iter()
-                .filter_map(|c| {
-                    let j = self.machines.iter().position(|m| m.cand.id == c.id)?;
-                    let v = self.machines[i].vouched.get(&j)?;
-                    Some((c.name.clone(), v.clone()))
-                })
-                .collect();
-            let index_of = |c: &Candidate| self.machines.iter().position(|m| m.cand.id == c.id);
-            let now_listed: BTreeSet<usize> = listing.iter().filter_map(index_of).collect();
-            self.machines[i]
-                .ever_listed
-                .extend(now_listed.iter().copied());
-            let unsettled: Vec<Candidate> = self.machines[i]
-                .ever_listed
-                .iter()
-                .filter(|j| !now_listed.contains(j))
-                .filter(|j| {
-                    !self.machines[i]
-                        .vouched
-                        .get(j)
-                        .is_some_and(|v| v.data == VouchedData::Empty)
-                })
-                .map(|&j| self.machines[j].cand.clone())
-                .collect();
-            let agreed = self.machines[i].agreed.clone();
-            let wal = self.machines[i]
-                .disk
-                .map(|(cluster_id, member_id)| WalInfo {
-                    member_id,
-                    cluster_id,
-                    last_index: self.machines[i].index,
-                    commit: self.machines[i].index,
-                    members: self.machines[i]
-                        .members_seen
-                        .iter()
-                        .map(|(id, url, learner)| WalMember {
-                            id: *id,
-                            name: String::new(),
-                            peer_urls: vec![url.clone()],
-                            is_learner: *learner,
-                            is_promote: false,
-                        })
-                        .collect(),
-                    members_complete: true,
-                    members_base_index: 0,
-                });
-            // No cluster answers: the members its data lists that no listed machine has are
-            // asked on their own peer URLs (any machine there, etcd or a waiting agent, answers).
-            let mut alive = alive;
-            if !probes
-                .iter()
-                .any(|p| matches!(p.answer, PeerAnswer::Answered(_)))
-                && let Some(w) = &wal
-            {
-                for m in w.members.iter().filter(|m| m.id != w.member_id) {
-                    let peer = &m.peer_urls[0];
-                    let listed = listing
-                        .iter()
-                        .any(|c| url(Scheme::Http, &c.host, 2380) == *peer);
-                    let answers = (0..self.machines.len()).any(|x| {
-                        let hidden = self
-                            .hidden
-                            .iter()
-                            .any(|&(o, h, until)| o == i && h == x && now < until);
-                        let mx = &self.machines[x];
-                        !hidden
-                            && mx.alive
-                            && self.peer_url(x) == *peer
-                            && (matches!(mx.etcd, Etcd::Running { .. }) || mx.vouch.is_some())
-                    });
-                    if !listed && answers {
-                        alive.push(m.id);
-                    }
-                }
-            }
-            // What this agent says of itself from now on.
-            self.machines[i].vouch = me.map(|k| {
-                let ready = data == DataDir::Empty && !seen && listing.len() == self.spec.size;
-                let mut set: Vec<(MemberName, String)> = listing
-                    .iter()
-                    .map(|c| (c.name.clone(), url(Scheme::Http, &c.host, 2380)))
-                    .collect();
-                set.sort();
-                Vouch {
-                    agent: "sim".into(),
-                    name: listing[k].name.to_string(),
-                    peer_urls: vec![url(Scheme::Http, &listing[k].host, 2380)],
-                    cluster_token: self.spec.token.clone(),
-                    data: match self.machines[i].disk {
-                        None => VouchedData::Empty,
-                        Some((c, m)) => VouchedData::Member {
-                            cluster_id: format!("{c:x}"),
-                            member_id: format!("{m:x}"),
-                            last_index: self.machines[i].index,
-                        },
-                    },
-                    bootstrap: ready.then(|| decide::bootstrap_set(&set)),
-                    heard: Vec::new(),
-                    waiting: None,
-                }
-            });
-            // Whom it has heard vouch for the same set (as the run loop computes it).
-            if let Some(v) = self.machines[i].vouch.as_mut() {
-                let mut heard: Vec<String> = vouched
-                    .iter()
-                    .filter(|(_, p)| {
-                        p.data == VouchedData::Empty
-                            && v.bootstrap.is_some()
-                            && p.bootstrap == v.bootstrap
-                    })
-                    .map(|(n, _)| n.to_string())
-                    .collect();
-                heard.sort();
-                v.heard = heard;
-            }
-            let facts = Facts {
-                spec: &self.spec,
-                discovered: &listing,
-                me: me.map(|k| &listing[k]),
-                data,
-                vouched: &vouched,
-                unsettled: &unsettled,
-                agreed_before: agreed.as_deref(),
-                wal: wal.as_ref(),
-                probes: &probes,
-                removed_this_run: removed,
-                cluster_seen: seen.then_some("a peer showed a cluster"),
-                quiet_for: std::time::Duration::from_secs(quiet_for),
-                undiscovered_alive: &alive,
-                dead_before: &dead_before,
-                data_copied: self.machines[i].data_copied,
-            };
-            let out = decide::decide(&facts);
-            self.machines[i].dead_before = decide::dead_ids(&facts);
-            self.machines[i].agreed = out.agreed.clone();
+            // The property `plan` rests on: what it shows from this state is what the run
+            // does, checked against this world held still (a copy of it).
+            let out = session.decide(&self.spec, &obs, at);
             let name = self.machines[i].cand.name.to_string();
             match out.decision {
-                Decision::Wait => break,
+                Decision::Wait => {
+                    // Only while it waits does the agent speak for its machine.
+                    let mut vouch = session.vouch(&self.spec, &obs);
+                    if let Some(v) = vouch.as_mut()
+                        && v.data != VouchedData::Empty
+                    {
+                        v.waiting = Some(out.reason.clone());
+                    }
+                    self.machines[i].vouch = vouch;
+                    break;
+                }
                 Decision::Refuse => {
                     self.trace
                         .push(format!("t={now}: {name} refuses: {}", out.reason));
                     self.end_agent(i, Agent::Failed);
                     return;
                 }
-                Decision::Act(action) => {
+                Decision::Act(ref action) => {
                     self.trace.push(format!("t={now}: {name} {action:?}"));
-                    let cluster = probes.iter().find_map(|p| match &p.answer {
-                        PeerAnswer::Answered(v) => Some(v.cluster_id),
-                        _ => None,
-                    });
-                    match (action, cluster) {
-                        (Action::RemoveMember { id, .. }, Some(c)) => {
-                            self.clusters
-                                .get_mut(&c)
-                                .unwrap()
-                                .members
-                                .retain(|m| m.id != id);
-                            if out.row == decide::Row::Join {
-                                removed += 1;
-                            }
-                            for m in self
-                                .machines
-                                .iter_mut()
-                                .filter(|m| m.disk.is_some_and(|d| d == (c, id)))
-                            {
-                                // A removed member's etcd stops itself.
-                                m.etcd = Etcd::Stopped;
-                            }
-                        }
-                        (Action::AddMember { peer_url, learner }, Some(c)) => {
-                            let cl = self.clusters.get_mut(&c).unwrap();
-                            let voters = cl.members.iter().filter(|m| !m.learner).count();
-                            let started = cl
-                                .members
-                                .iter()
-                                .filter(|m| !m.learner && m.started)
-                                .count();
-                            // etcd allows a second voter beside a lone started one.
-                            let one_to_two = voters == 1 && started == 1;
-                            if !learner && started < decide::quorum(voters + 1) && !one_to_two {
-                                self.trace.push(format!(
-                                    "t={now}: etcd refuses the add (strict reconfig)"
-                                ));
-                                break;
-                            }
-                            let id = self.next_member_id;
-                            self.next_member_id += 1;
-                            cl.members.push(Member {
-                                id,
-                                name: String::new(),
-                                peer_url,
-                                started: false,
-                                learner,
-                            });
-                            self.machines[i].added_to = Some(c);
-                        }
-                        (Action::CopyDataAside, _) => self.machines[i].data_copied = true,
-                        (Action::MoveDataAside, _) => self.machines[i].disk = None,
-                        _ => break,
+                    if !self.carry_out(i, &obs, action) {
+                        break;
                     }
+                    session.carried_out(action, &out);
                 }
                 Decision::Start(plan) => {
                     self.trace.push(format!(
@@ -691,16 +528,72 @@ impl World {
             self.end_agent(i, Agent::Failed);
             return;
         }
-        self.machines[i].agent = {
-            Agent::Running {
-                started,
-                next,
-                removed,
-                seen,
-                quiet,
-                listed,
-            }
+        self.machines[i].agent = Agent::Running {
+            started,
+            next,
+            session,
         };
+    }
+
+    /// etcd (or the disk) carrying out an agent's step, as the run's `execute` asks for it.
+    /// `false`: refused for now (the agent looks again later).
+    fn carry_out(&mut self, i: usize, obs: &Observation, action: &Action) -> bool {
+        let now = self.now;
+        let cluster = obs.probes.iter().find_map(|p| match &p.answer {
+            PeerAnswer::Answered(v) => Some(v.cluster_id),
+            _ => None,
+        });
+        match (action, cluster) {
+            (Action::RemoveMember { id, .. }, Some(c)) => {
+                self.clusters
+                    .get_mut(&c)
+                    .unwrap()
+                    .members
+                    .retain(|m| m.id != *id);
+                for m in self
+                    .machines
+                    .iter_mut()
+                    .filter(|m| m.disk.is_some_and(|d| d == (c, *id)))
+                {
+                    // A removed member's etcd stops itself.
+                    m.etcd = Etcd::Stopped;
+                }
+                true
+            }
+            (Action::AddMember { peer_url, learner }, Some(c)) => {
+                let cl = self.clusters.get_mut(&c).unwrap();
+                let voters = cl.members.iter().filter(|m| !m.learner).count();
+                let started = cl
+                    .members
+                    .iter()
+                    .filter(|m| !m.learner && m.started)
+                    .count();
+                // etcd allows a second voter beside a lone started one.
+                let one_to_two = voters == 1 && started == 1;
+                if !learner && started < decide::quorum(voters + 1) && !one_to_two {
+                    self.trace
+                        .push(format!("t={now}: etcd refuses the add (strict reconfig)"));
+                    return false;
+                }
+                let id = self.next_member_id;
+                self.next_member_id += 1;
+                cl.members.push(Member {
+                    id,
+                    name: String::new(),
+                    peer_url: peer_url.clone(),
+                    started: false,
+                    learner: *learner,
+                });
+                self.machines[i].added_to = Some(c);
+                true
+            }
+            (Action::CopyDataAside, _) => true,
+            (Action::MoveDataAside, _) => {
+                self.machines[i].disk = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn end_agent(&mut self, i: usize, how: Agent) {
@@ -708,15 +601,10 @@ impl World {
         self.forget(i);
     }
 
-    /// A run's memory ends with the run, and the vouch with the agent.
+    /// The vouch ends with the agent (its session with its run).
     fn forget(&mut self, i: usize) {
         let m = &mut self.machines[i];
         m.vouch = None;
-        m.vouched.clear();
-        m.ever_listed.clear();
-        m.agreed = None;
-        m.dead_before.clear();
-        m.data_copied = false;
         m.added_to = None;
     }
 
@@ -1051,7 +939,7 @@ impl World {
         let n = self.machines.len();
         let k = self.rng.below(n as u64) as usize;
         let roll = self.rng.below(1000);
-        let running = self.machines[k].alive && self.machines[k].agent == Agent::Done;
+        let running = self.machines[k].alive && matches!(self.machines[k].agent, Agent::Done);
         if roll < 6 && running {
             self.trace.push(format!(
                 "t={now}: etcd-{k} crashes and reboots with its disk"
@@ -1134,10 +1022,7 @@ impl World {
         self.machines[k].agent = Agent::Running {
             started: at,
             next: at,
-            removed: 0,
-            seen: false,
-            quiet: [u64::MAX; 32],
-            listed: [u64::MAX; 32],
+            session: Session::default(),
         };
     }
 
@@ -1212,7 +1097,7 @@ fn slow_reboot_after_two_replacements(settle: Option<u64>) -> World {
         w.step();
     }
     assert!(
-        w.machines.iter().all(|m| m.agent == Agent::Done) && w.cluster_answers(),
+        w.machines.iter().all(|m| matches!(m.agent, Agent::Done)) && w.cluster_answers(),
         "the cluster formed first:\n{}",
         w.trace.join("\n")
     );
@@ -1275,7 +1160,7 @@ fn majority_lost(recover: bool) -> (World, u64) {
     }
     let id = *w.formed.first().expect("formed");
     assert!(
-        w.machines.iter().all(|m| m.agent == Agent::Done) && w.cluster_answers(),
+        w.machines.iter().all(|m| matches!(m.agent, Agent::Done)) && w.cluster_answers(),
         "the cluster formed first:\n{}",
         w.trace.join("\n")
     );

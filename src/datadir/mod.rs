@@ -209,9 +209,13 @@ mod tests {
             assert!(one(name, url).is_package_cluster(mine), "{name} {url}");
         }
         // A machine on loopback addresses of its own (as the tests run) still sees it.
-        assert!(one("default", "http://localhost:2380").is_package_cluster("http://127.0.0.1:2380"));
+        assert!(
+            one("default", "http://localhost:2380").is_package_cluster("http://127.0.0.1:2380")
+        );
         // Bootstrapped by this agent on loopback (examples/static.toml): its own cluster.
-        assert!(!one("etcd-0", "http://127.0.0.1:2380").is_package_cluster("http://127.0.0.1:2380"));
+        assert!(
+            !one("etcd-0", "http://127.0.0.1:2380").is_package_cluster("http://127.0.0.1:2380")
+        );
         assert!(!one("etcd-0", "http://10.0.0.5:2380").is_package_cluster(mine));
         let mut two = one("a", "http://localhost:2380");
         two.members.push(two.members[0].clone());

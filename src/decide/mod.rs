@@ -20,7 +20,7 @@
 mod facts;
 mod prune;
 mod recovery;
-mod simulate;
+mod session;
 #[cfg(test)]
 mod tests;
 mod vouching;
@@ -29,7 +29,7 @@ pub use facts::{
     BootstrapMember, ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
-pub use simulate::simulate;
+pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
 pub use vouching::bootstrap_set;
 
 use serde::Serialize;

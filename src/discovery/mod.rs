@@ -20,8 +20,9 @@ mod static_list;
 #[cfg(test)]
 mod fleet;
 
+pub use crate::decide::SourceUsed;
 pub use localhost::LocalMachine;
-pub use sources::{SourceUsed, Sources};
+pub use sources::Sources;
 
 use crate::config::{NodeSettings, Provider as ProviderSettings, Settings};
 use crate::http::AddressBook;

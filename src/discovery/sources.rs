@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use super::{AnyProvider, Discover, DiscoveryError, Listing};
+use crate::decide::SourceUsed;
 
 pub struct Sources {
     /// (the provider's name, the provider), the configured one first.
@@ -19,15 +20,6 @@ pub struct Sources {
     failing_since: Cell<Option<Instant>>,
     /// Why the source in use took over, when it is a fallback.
     why: RefCell<Option<String>>,
-}
-
-/// Which source a listing came from, and why that one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SourceUsed {
-    pub name: &'static str,
-    /// Set when a fallback is in use: what the source before it kept failing with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_because: Option<String>,
 }
 
 impl Sources {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::key;
 use crate::config::ClusterSpec;
-use crate::member::Scheme;
 use crate::error::{Failure, Kind};
+use crate::member::Scheme;
 
 /// This node's peer URL, and client endpoints: this node's first, then every peer's.
 pub struct Written {

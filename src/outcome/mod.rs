@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::discovery::SourceUsed;
+use crate::decide::SourceUsed;
 use crate::envfile;
 
 pub use counters::Requests;

@@ -9,7 +9,10 @@ use tokio::task::JoinSet;
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::datadir;
-use crate::decide::{self, Action, Decision, Outcome, PeerAnswer, Probe, StartPlan};
+use crate::decide::{
+    self, Action, Decision, Observation, Outcome, PeerAnswer, Probe, SETTLE_MARGIN, Session,
+    StartPlan,
+};
 use crate::discovery::{self, DiscoveryError, LocalMachine, Sources};
 use crate::envfile::{self, EtcdEnv};
 use crate::error::{Failure, Kind};
@@ -20,15 +23,9 @@ use crate::notify;
 use crate::preflight::{self, Checked};
 
 mod force_new;
-mod memory;
 mod voucher_slot;
 
-pub use memory::{Observation, RunMemory};
 use voucher_slot::VoucherSlot;
-
-/// Looking again this long after the settle would end, not at the very instant, so that one look
-/// (not two) sees it over.
-const SETTLE_MARGIN: Duration = Duration::from_millis(100);
 
 /// How often a node ready to bootstrap asks its peers again while it waits for their word: often
 /// at first, when machines booting together arrive, then every half second.
@@ -76,7 +73,8 @@ pub struct Done {
 pub fn etcd_client(settings: &Settings, addresses: AddressBook) -> Result<EtcdClient, Failure> {
     let spec = &settings.cluster;
     let tls = spec.peer_scheme == Scheme::Https || spec.client_scheme == Scheme::Https;
-    EtcdClient::new(&settings.etcd_client, tls, addresses).map_err(|e| Failure::new(Kind::Config, e))
+    EtcdClient::new(&settings.etcd_client, tls, addresses)
+        .map_err(|e| Failure::new(Kind::Config, e))
 }
 
 impl Agent {
@@ -266,23 +264,10 @@ impl Agent {
             .observe()
             .await
             .map_err(|e| Failure::new(e.kind, e.message))?;
-        // One look: the only memory a plan needs is what the peers vouched in it.
-        let mut memory = RunMemory::of_one_look(&obs);
-        // A run would confirm dead members at its next look; the plan assumes they stay dead.
-        memory.dead_before = decide::dead_ids(&obs.facts(&self.settings, &memory));
-        let mut facts = obs.facts(&self.settings, &memory);
-        // A run would wait out the opt-in cluster.bootstrap_settle; the plan shows what follows
-        // if the quiet lasts.
-        facts.quiet_for = self.settings.cluster.bootstrap_settle.unwrap_or_default();
-        let (steps, outcome) = decide::simulate(&facts);
-        // A run confirms an agreement at its next look; the plan shows what follows if it holds.
-        let (steps, outcome) = match &outcome.agreed {
-            Some(agreed) => {
-                facts.agreed_before = Some(agreed);
-                decide::simulate(&facts)
-            }
-            None => (steps, outcome),
-        };
+        // What a run starting now would do, if the world held still: the same session the run
+        // keeps, from its first look.
+        let (steps, outcome) =
+            Session::default().preview(&self.settings.cluster, &obs, Duration::ZERO);
         if let Some(me) = obs.me.map(|i| &obs.candidates[i]) {
             checked.passed.extend(preflight::names(&self.settings, me)?);
         }
@@ -318,7 +303,8 @@ impl Agent {
         // takes (a machine may boot hours late); errors waiting cannot fix fail at once.
         let deadline = d.timeout.map(|t| Instant::now() + t);
         let mut backoff = Backoff::from_entropy(d.interval, d.max_interval);
-        let mut memory = RunMemory::default();
+        let started = Instant::now();
+        let mut session = Session::default();
         let mut last_reason = String::new();
         let mut peer_look: Option<Observation> = None;
         // While a fallback source is in use, STATUS= says so beside what is awaited.
@@ -330,7 +316,7 @@ impl Agent {
             let looked = match peer_look.take() {
                 // The peers said something new: decide on it with the same listing.
                 Some(obs) => Ok(obs),
-                None => self.observe_with(&memory.vouched_names()).await,
+                None => self.observe_with(&session.vouched_names()).await,
             };
             let (waiting_for, wait_kind) = match looked {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
@@ -339,16 +325,18 @@ impl Agent {
                     if obs.source.fallback_because.is_some() {
                         via_fallback = format!(" [members from {}, a fallback]", obs.source.name);
                     }
-                    memory.observe(&obs);
-                    let facts = obs.facts(&self.settings, &memory);
-                    let dead_now = decide::dead_ids(&facts);
+                    let spec = &self.settings.cluster;
+                    let now = started.elapsed();
                     let (steps, outcome) = if dry_run {
-                        decide::simulate(&facts)
+                        // A dry run changes nothing: it shows the steps the run would take from
+                        // here, and ends where that run would. The session still takes in
+                        // this look.
+                        let preview = session.preview(spec, &obs, now);
+                        session.decide(spec, &obs, now);
+                        preview
                     } else {
-                        (Vec::new(), decide::decide(&facts))
+                        (Vec::new(), session.decide(spec, &obs, now))
                     };
-                    memory.dead_before = dead_now;
-                    memory.agreed = outcome.agreed.clone();
                     match &outcome.decision {
                         Decision::Start(plan) => {
                             let me = &obs.candidates
@@ -391,13 +379,9 @@ impl Agent {
                         Decision::Act(action) if !dry_run => {
                             tracing::info!(row = outcome.row.as_str(), "{}", outcome.reason);
                             notify::status(&outcome.reason);
-                            match self.execute(&obs, action, &mut memory).await {
+                            match self.execute(&obs, action).await {
                                 Ok(after) => {
-                                    if matches!(action, Action::RemoveMember { .. })
-                                        && outcome.row == decide::Row::Join
-                                    {
-                                        memory.removed += 1;
-                                    }
+                                    session.carried_out(action, &outcome);
                                     backoff.reset();
                                     // The membership the addition answered with: decide on it
                                     // at once. Adding a second voter to a cluster of one leaves
@@ -421,7 +405,7 @@ impl Agent {
                         Decision::Wait => {
                             // Only while it waits does the agent speak for its machine: a node
                             // that has decided lets its etcd have the peer port at once.
-                            let mut vouch = obs.vouch(&self.settings.cluster, &memory);
+                            let mut vouch = session.vouch(&self.settings.cluster, &obs);
                             if let Some(v) = vouch.as_mut()
                                 && v.data != decide::VouchedData::Empty
                             {
@@ -470,7 +454,7 @@ impl Agent {
             match watch {
                 Some(obs) => {
                     peer_look = self
-                        .watch_peers(&obs, &memory, pause)
+                        .watch_peers(&obs, &session, pause)
                         .await
                         .map(|probes| Observation { probes, ..obs });
                 }
@@ -487,12 +471,12 @@ impl Agent {
     async fn watch_peers(
         &self,
         obs: &Observation,
-        memory: &RunMemory,
+        session: &Session,
         pause: Duration,
     ) -> Option<Vec<Probe>> {
         let start = Instant::now();
         let until = start + pause;
-        let vouched = memory.vouched_names();
+        let vouched = session.vouched_names();
         loop {
             let now = Instant::now();
             if now >= until {
@@ -542,9 +526,7 @@ impl Agent {
 
     /// Carries out one membership change through any peer that answered (`prune`).
     pub async fn carry_out(&self, obs: &Observation, action: &Action) -> Result<(), String> {
-        self.execute(obs, action, &mut RunMemory::default())
-            .await
-            .map(drop)
+        self.execute(obs, action).await.map(drop)
     }
 
     /// Carries out one step through any peer that answered. Errors mean "observe again later".
@@ -552,7 +534,6 @@ impl Agent {
         &self,
         obs: &Observation,
         action: &Action,
-        memory: &mut RunMemory,
     ) -> Result<Option<decide::ClusterView>, String> {
         let data_dir = &self.settings.cluster.data_dir;
         match action {
@@ -568,7 +549,6 @@ impl Agent {
                     "copied the data dir to {} before recovering from it",
                     to.display()
                 );
-                memory.data_copied = Some(to);
                 return Ok(None);
             }
             _ => {}

@@ -89,13 +89,11 @@ fn with_the_setting_the_freshest_survivor_copies_its_data_then_forces_a_new_clus
         o.reason
     );
     // `plan` shows both steps.
-    let (steps, last) = simulate(
-        &World {
-            data_copied: false,
-            ..two_of_three_gone_on()
-        }
-        .facts(),
-    );
+    let (steps, last) = World {
+        data_copied: false,
+        ..two_of_three_gone_on()
+    }
+    .preview();
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].0, Action::CopyDataAside);
     assert!(start(&last).force_new_cluster);
