@@ -1,4 +1,6 @@
-//! Deterministic simulation of racing boots, run against the real decision core.
+//! Deterministic simulation of racing boots, run against the real decision core and the real
+//! run session (`decide::Session`): the simulation keeps only the world (machines, disks, etcd,
+//! network, clock); what each agent remembers between looks and decides is the library's.
 //!
 //! Seeded, no sockets, no sleeps. N ∈ {1, 3, 5, 7} machines (plus, in some seeds, extra machines
 //! carrying the tag) boot at random times. Each discovery poll sees an eventually consistent view:
@@ -30,7 +32,10 @@
 //! 5. a recovery (`--force-new-cluster`) happens only with the setting, only once a majority of
 //!    the voters' machines is really gone, only from the freshest data any live machine holds of
 //!    that cluster (so the recovered cluster's data is the freshest survivor's), and never while
-//!    another recovery of the same cluster runs (one cluster, invariant 1).
+//!    another recovery of the same cluster runs (one cluster, invariant 1);
+//! 6. what `plan` shows is what the run does: at every look whose preview shows steps, the same
+//!    session run in a copy of the world held still (its steps carried out by the simulation's
+//!    etcd, not the preview's model) takes the same steps to the same decision.
 //!
 //! A failing seed prints its trace; `SIM_SEED=<seed> cargo test --test simulation` replays one.
 //! `SIM_SETTLE=20` runs the old rule (a first bootstrap on 20 s of silence) instead of vouching.
@@ -57,6 +62,7 @@ const HORIZON: u64 = 900;
 /// Time units are seconds. Most reboots take 1 to 15; one in five takes up to 10 minutes.
 const LONG_REBOOT: u64 = 600;
 
+#[derive(Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -95,6 +101,7 @@ enum Agent {
     Failed,
 }
 
+#[derive(Clone)]
 struct Machine {
     cand: Candidate,
     listed_from: u64,
@@ -128,6 +135,7 @@ struct Member {
     learner: bool,
 }
 
+#[derive(Clone)]
 struct Cluster {
     members: Vec<Member>,
     formed_at: Option<u64>,
@@ -137,6 +145,7 @@ struct Cluster {
     recovered_from: Vec<usize>,
 }
 
+#[derive(Clone)]
 struct World {
     rng: Rng,
     chaos: bool,
@@ -153,6 +162,11 @@ struct World {
     recoveries: usize,
     /// Permanent losses of a majority (for the figures).
     majority_losses: usize,
+    /// Check at every poll that what `plan` shows is what the run does (off inside the copy
+    /// that checks it).
+    check_preview: bool,
+    /// Polls at which that was checked (for the figures).
+    previews_checked: u64,
 }
 
 fn hash(s: &str) -> u64 {
@@ -194,6 +208,8 @@ impl World {
             next_member_id: 1,
             recoveries: 0,
             majority_losses: 0,
+            check_preview: std::env::var_os("SIM_NO_PREVIEW").is_none(),
+            previews_checked: 0,
             trace: vec![format!(
                 "seed {seed}: {n} members, {extras} extra tagged machines"
             )],
@@ -264,6 +280,11 @@ impl World {
                 reason: "timed out".into(),
             };
         }
+        self.answer(i, j)
+    }
+
+    /// What machine `j` answers machine `i` when the network delivers it.
+    fn answer(&self, i: usize, j: usize) -> PeerAnswer {
         let Etcd::Running { cluster } = self.machines[j].etcd else {
             return match &self.machines[j].vouch {
                 Some(v) => PeerAnswer::Vouched(v.clone()),
@@ -474,6 +495,11 @@ impl World {
                 break;
             };
             // The property `plan` rests on: what it shows from this state is what the run
+            // does, in this world held still (a copy of it).
+            if self.check_preview {
+                self.preview_is_what_runs(i, &session, &obs);
+            }
+            // The property `plan` rests on: what it shows from this state is what the run
             // does, checked against this world held still (a copy of it).
             let out = session.decide(&self.spec, &obs, at);
             let name = self.machines[i].cand.name.to_string();
@@ -533,6 +559,80 @@ impl World {
             next,
             session,
         };
+    }
+
+    /// `plan` (`Session::preview`, with its own model of etcd) against the run: the same session
+    /// in a copy of this world where nothing happens but the agent's own steps, carried out by
+    /// the simulation's etcd, each followed by a new look (the peers that answered asked again,
+    /// the others as they were), a wait by one more look. The steps and the decision must be
+    /// the same.
+    fn preview_is_what_runs(&mut self, i: usize, session: &Session, obs: &Observation) {
+        let now = Duration::from_secs(self.now);
+        let (shown, ends) = session.preview(&self.spec, obs, now);
+        let shown: Vec<Action> = shown.into_iter().map(|(a, _)| a).collect();
+        // No step: the run's looks are the preview's own (nothing changes the world), so the
+        // two cannot differ; only steps, carried out by etcd, can.
+        if shown.is_empty() {
+            return;
+        }
+        let trace = std::mem::take(&mut self.trace);
+        let mut world = self.clone();
+        self.trace = trace;
+        self.previews_checked += 1;
+        world.check_preview = false;
+        let mut session = session.clone();
+        let mut obs = obs.clone();
+        let mut at = now;
+        let mut ran = Vec::new();
+        let mut looked_again = false;
+        let done = loop {
+            let out = session.decide(&world.spec, &obs, at);
+            match &out.decision {
+                Decision::Act(action) if ran.len() < shown.len().max(1) + 1 => {
+                    if !world.carry_out(i, &obs, action) {
+                        break out;
+                    }
+                    session.carried_out(action, &out);
+                    ran.push(action.clone());
+                    obs = world.asked_again(i, &obs);
+                    looked_again = false;
+                }
+                Decision::Wait if !looked_again => {
+                    looked_again = true;
+                    at += out
+                        .ends_in
+                        .map_or(Duration::from_secs(1), |d| d + decide::SETTLE_MARGIN);
+                }
+                _ => break out,
+            }
+        };
+        if ran != shown || (&done.row, &done.decision) != (&ends.row, &ends.decision) {
+            self.fail(format!(
+                "plan differs from the run for etcd-{i} at t={}: plan shows {shown:?} then {:?} ({}); the run did {ran:?} then {:?} ({})",
+                self.now, ends.decision, ends.reason, done.decision, done.reason
+            ));
+        }
+    }
+
+    /// The look after a step, in a world that holds still: every peer that answered for a
+    /// cluster asked again (its etcd carried out the step), the others as they were.
+    fn asked_again(&self, i: usize, obs: &Observation) -> Observation {
+        let mut obs = obs.clone();
+        for p in &mut obs.probes {
+            if matches!(p.answer, PeerAnswer::Answered(_)) {
+                let j = self
+                    .machines
+                    .iter()
+                    .position(|m| m.cand.name == p.peer)
+                    .unwrap();
+                p.answer = self.answer(i, j);
+            }
+        }
+        if self.machines[i].disk.is_none() {
+            obs.data = DataDir::Empty;
+            obs.wal = None;
+        }
+        obs
     }
 
     /// etcd (or the disk) carrying out an agent's step, as the run's `execute` asks for it.
@@ -1071,6 +1171,7 @@ struct Ran {
     formed: bool,
     majority_losses: usize,
     recoveries: usize,
+    previews_checked: u64,
 }
 
 /// Runs one seed (odd seeds with `cluster.recover_lost_quorum` on).
@@ -1082,6 +1183,7 @@ fn simulate(seed: u64) -> Ran {
         formed: !w.formed.is_empty(),
         majority_losses: w.majority_losses,
         recoveries: w.recoveries,
+        previews_checked: w.previews_checked,
     }
 }
 
@@ -1246,8 +1348,9 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
             .count()
     };
     let recoveries: usize = runs.iter().map(|r| r.recoveries).sum();
+    let previews: u64 = runs.iter().map(|r| r.previews_checked).sum();
     println!(
-        "simulated {seeds} seeds: 0 invariant violations; a cluster formed in {formed}; a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries)",
+        "simulated {seeds} seeds: 0 invariant violations; plan showed what the run did at all {previews} looks that showed steps; a cluster formed in {formed}; a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries)",
         lost(true),
         lost(false)
     );

@@ -1011,3 +1011,78 @@ fn a_peer_still_vouching_must_have_heard_this_node_first() {
 
 mod prune;
 mod recovery;
+
+/// Found by reading and confirmed on the library: `plan` and the run kept the run's memory in
+/// two copies, and this node (its old member still listed at its old address) with one dead
+/// member got "remove old self, then wait: below quorum" from `plan` while the run removed the
+/// dead member and joined. Both now drive one `Session`: `plan` shows the run's steps, and a
+/// run against a small etcd (below, not `preview`'s own model) takes exactly those steps.
+#[test]
+fn regression_plan_shows_what_the_run_does_with_an_old_self_and_a_dead_member() {
+    let mut old = member(0);
+    old.peer_urls = vec!["http://10.0.9.9:2380".into()];
+    let mut dead = member(3);
+    dead.peer_urls = vec!["http://10.0.0.99:2380".into()];
+    let mut w = World::new(3, 3).all_answer(view(vec![old, member(1), dead]));
+    // A run's first look: nothing confirmed yet.
+    w.dead_before = Vec::new();
+    w.confirmed = false;
+    let (steps, shown) = w.preview();
+    let shown_steps: Vec<Action> = steps.into_iter().map(|(a, _)| a).collect();
+    assert!(
+        matches!(
+            shown_steps.as_slice(),
+            [
+                Action::RemoveMember { id: 100, .. },
+                Action::RemoveMember { id: 103, .. },
+                Action::AddMember { .. }
+            ]
+        ),
+        "{shown_steps:?}"
+    );
+    assert_eq!(shown.row, Row::Reuse);
+
+    // The run: looks at one second apart, each step carried out by etcd before the next look.
+    let mut session = Session::default();
+    let mut world = w;
+    let mut ran = Vec::new();
+    let mut now = std::time::Duration::ZERO;
+    let last = loop {
+        let obs = Observation {
+            source: SourceUsed::default(),
+            candidates: world.discovered.clone(),
+            me: world.me,
+            data: world.data,
+            wal: None,
+            probes: world.probes.clone(),
+            undiscovered_alive: Vec::new(),
+        };
+        let out = session.decide(&world.spec, &obs, now);
+        now += std::time::Duration::from_secs(1);
+        match &out.decision {
+            Decision::Act(action) => {
+                session.carried_out(action, &out);
+                ran.push(action.clone());
+                for p in &mut world.probes {
+                    if let PeerAnswer::Answered(v) = &mut p.answer {
+                        match action {
+                            Action::RemoveMember { id, .. } => v.members.retain(|m| m.id != *id),
+                            Action::AddMember { peer_url, .. } => v.members.push(EtcdMember {
+                                id: 900,
+                                name: String::new(),
+                                peer_urls: vec![peer_url.clone()],
+                                client_urls: Vec::new(),
+                                is_learner: false,
+                            }),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Decision::Wait if now.as_secs() < 10 => {}
+            _ => break out,
+        }
+    };
+    assert_eq!(ran, shown_steps);
+    assert_eq!((last.row, last.decision), (shown.row, shown.decision));
+}
