@@ -7,9 +7,16 @@ pub mod wal;
 
 use std::path::{Path, PathBuf};
 
-use crate::decide::DataDir;
 use crate::error::{Failure, Kind};
 pub use wal::{WalInfo, WalMember};
+
+/// Whether this machine's data dir holds an etcd member (`member/` exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataDir {
+    Empty,
+    HasMember,
+}
 
 /// What the data dir holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

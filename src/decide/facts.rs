@@ -1,6 +1,7 @@
 //! What the decision core is told: the observations the I/O layer made, as plain data.
 
 use crate::config::ClusterSpec;
+use crate::datadir::DataDir;
 use crate::member::{Candidate, MemberName};
 
 /// A member as etcd's member API reports it.
@@ -142,14 +143,6 @@ impl Facts<'_> {
             .find(|p| p.peer == *name)
             .map(|p| &p.answer)
     }
-}
-
-/// Whether this machine's data dir holds an etcd member (`member/` exists).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataDir {
-    Empty,
-    HasMember,
 }
 
 /// Everything the core decides from. No clocks, no sockets: the same facts give the same plan.

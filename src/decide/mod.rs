@@ -25,8 +25,9 @@ mod session;
 mod tests;
 mod vouching;
 
+pub use crate::datadir::DataDir;
 pub use facts::{
-    BootstrapMember, ClusterView, DataDir, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
+    BootstrapMember, ClusterView, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
