@@ -264,51 +264,26 @@ fn aws_settings(r: RawAws) -> Result<AwsSettings, String> {
             "{key}.tags is required (e.g. [\"etcd-cluster=prod\"])"
         ));
     }
-    let address = match r.address.as_deref().unwrap_or("private_v4") {
-        "private_v4" => AddressKind::PrivateV4,
-        "public_v4" => AddressKind::PublicV4,
-        "ipv6" => AddressKind::PublicV6,
-        other => {
-            return Err(format!(
-                "{key}.address {} must be private_v4, public_v4 or ipv6",
-                excerpt(other)
-            ));
-        }
-    };
-    let names_from_id = match r.member_name.as_deref().unwrap_or("name") {
-        "name" => false,
-        "id" => true,
-        other => {
-            return Err(format!(
-                "{key}.member_name {} must be \"name\" or \"id\"",
-                excerpt(other)
-            ));
-        }
-    };
-    let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-    if let Some(u) = r.endpoint_url.as_deref().filter(|u| !url_ok(u)) {
-        return Err(format!(
-            "{key}.endpoint_url {} must be an http:// or https:// URL",
-            excerpt(u)
-        ));
-    }
-    let metadata_url = r
-        .metadata_url
-        .unwrap_or_else(|| "http://169.254.169.254".into());
-    if !url_ok(&metadata_url) {
-        return Err(format!(
-            "{key}.metadata_url {} must be an http:// or https:// URL",
-            excerpt(&metadata_url)
-        ));
-    }
+    let address = address_kind(key, r.address.as_deref())?;
+    let names_from_id = names_from_id(key, r.member_name.as_deref())?;
+    let endpoint_url = r
+        .endpoint_url
+        .map(|u| http_url(key, "endpoint_url", u))
+        .transpose()?;
+    let metadata_url = http_url(
+        key,
+        "metadata_url",
+        r.metadata_url
+            .unwrap_or_else(|| "http://169.254.169.254".into()),
+    )?;
     Ok(AwsSettings {
         tags,
         address,
         names_from_id,
         name_tag: r.name_tag.unwrap_or_else(|| "Name".into()),
         region: r.region,
-        endpoint_url: r.endpoint_url.map(|u| u.trim_end_matches('/').to_owned()),
-        metadata_url: metadata_url.trim_end_matches('/').to_owned(),
+        endpoint_url,
+        metadata_url,
     })
 }
 
@@ -331,38 +306,10 @@ fn cloud_settings(
     (api, version): (&str, &str),
     metadata: &str,
 ) -> Result<CloudSettings, String> {
-    let address = match r.address.as_deref().unwrap_or("private_v4") {
-        "private_v4" => AddressKind::PrivateV4,
-        "public_v4" => AddressKind::PublicV4,
-        "public_v6" => AddressKind::PublicV6,
-        other => {
-            return Err(format!(
-                "{key}.address {} must be private_v4, public_v4 or public_v6",
-                excerpt(other)
-            ));
-        }
-    };
-    let names_from_id = match r.member_name.as_deref().unwrap_or("name") {
-        "name" => false,
-        "id" => true,
-        other => {
-            return Err(format!(
-                "{key}.member_name {} must be \"name\" or \"id\"",
-                excerpt(other)
-            ));
-        }
-    };
-    let url = |field: &str, value: Option<String>, default: &str| -> Result<String, String> {
-        let v = value.unwrap_or_else(|| default.to_owned());
-        let v = v.trim_end_matches('/').to_owned();
-        if v.starts_with("http://") || v.starts_with("https://") {
-            Ok(v)
-        } else {
-            Err(format!(
-                "{key}.{field} {} must be an http:// or https:// URL",
-                excerpt(&v)
-            ))
-        }
+    let address = address_kind(key, r.address.as_deref())?;
+    let names_from_id = names_from_id(key, r.member_name.as_deref())?;
+    let url = |field: &str, value: Option<String>, default: &str| {
+        http_url(key, field, value.unwrap_or_else(|| default.to_owned()))
     };
     Ok(CloudSettings {
         address,
@@ -376,6 +323,45 @@ fn cloud_settings(
         ca_file: r.ca_file,
         timeout: dur(&format!("{key}.timeout"), r.timeout.as_deref(), "10s")?,
     })
+}
+
+/// `<key>.address`, the same words for every cloud: `private_v4` (the default), `public_v4`,
+/// `public_v6` (`ipv6` is accepted as well: AWS's own word, and what the AWS provider took first).
+fn address_kind(key: &str, value: Option<&str>) -> Result<AddressKind, String> {
+    match value.unwrap_or("private_v4") {
+        "private_v4" => Ok(AddressKind::PrivateV4),
+        "public_v4" => Ok(AddressKind::PublicV4),
+        "public_v6" | "ipv6" => Ok(AddressKind::PublicV6),
+        other => Err(format!(
+            "{key}.address {} must be private_v4, public_v4 or public_v6",
+            excerpt(other)
+        )),
+    }
+}
+
+/// `<key>.member_name`: members named after the machine's `name` (the default) or its `id`.
+fn names_from_id(key: &str, value: Option<&str>) -> Result<bool, String> {
+    match value.unwrap_or("name") {
+        "name" => Ok(false),
+        "id" => Ok(true),
+        other => Err(format!(
+            "{key}.member_name {} must be \"name\" or \"id\"",
+            excerpt(other)
+        )),
+    }
+}
+
+/// An http:// or https:// URL setting, without a trailing slash.
+fn http_url(key: &str, field: &str, value: String) -> Result<String, String> {
+    let v = value.trim_end_matches('/').to_owned();
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{key}.{field} {} must be an http:// or https:// URL",
+            excerpt(&v)
+        ))
+    }
 }
 
 fn dns_settings(raw: RawDns) -> Result<DnsSettings, String> {
@@ -487,6 +473,26 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn every_cloud_spells_its_addresses_alike() {
+        for (word, kind) in [
+            (None, AddressKind::PrivateV4),
+            (Some("public_v4"), AddressKind::PublicV4),
+            (Some("public_v6"), AddressKind::PublicV6),
+            (Some("ipv6"), AddressKind::PublicV6),
+        ] {
+            assert_eq!(address_kind("discovery.aws", word).unwrap(), kind);
+        }
+        assert_eq!(
+            address_kind("discovery.hetzner", Some("v6")).unwrap_err(),
+            "discovery.hetzner.address \"v6\" must be private_v4, public_v4 or public_v6"
+        );
+        assert_eq!(
+            http_url("discovery.aws", "endpoint_url", "ftp://x".into()).unwrap_err(),
+            "discovery.aws.endpoint_url \"ftp://x\" must be an http:// or https:// URL"
+        );
     }
 
     #[test]
