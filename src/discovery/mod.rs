@@ -193,19 +193,58 @@ async fn metadata_id(api: &api::ApiClient, url: &str) -> Option<String> {
     }
 }
 
-/// The member name of a cloud machine: its name, or its id with `member_name = "id"`.
-fn named(
-    settings: &crate::config::CloudSettings,
-    name: &str,
-    id: &str,
-    what: &str,
-) -> Result<crate::member::MemberName, DiscoveryError> {
-    let raw = if settings.names_from_id { id } else { name };
-    crate::member::MemberName::parse(raw).map_err(|e| DiscoveryError {
-        retryable: false,
-        kind: crate::error::Kind::DataErr,
-        message: format!("{what} {id}: {e}; rename it or set member_name = \"id\""),
-    })
+/// A cloud machine (a droplet, a server) as a candidate: its address, or a retryable error
+/// while it has none yet (clouds assign them after boot); its member name from its `name` or,
+/// with `member_name = "id"`, its id, or an error that says how to fix a name etcd refuses.
+pub(crate) struct CloudMachine<'a> {
+    /// "droplet", "server": the cloud's own word, for messages.
+    pub what: &'a str,
+    pub id: u64,
+    pub name: &'a str,
+    pub address: Option<String>,
+    pub created: Option<String>,
+}
+
+impl CloudMachine<'_> {
+    pub(crate) fn candidate(
+        self,
+        settings: &crate::config::CloudSettings,
+    ) -> Result<Candidate, DiscoveryError> {
+        let CloudMachine {
+            what,
+            id,
+            name,
+            address,
+            created,
+        } = self;
+        let address = address.ok_or_else(|| DiscoveryError {
+            retryable: true,
+            kind: crate::error::Kind::DataErr,
+            message: format!(
+                "{what} {} ({id}) has no {} address yet",
+                crate::member::excerpt(name),
+                settings.address.as_str()
+            ),
+        })?;
+        let host = crate::member::Host::parse(&address).map_err(|e| DiscoveryError {
+            retryable: false,
+            kind: crate::error::Kind::DataErr,
+            message: format!("{what} {id}: {e}"),
+        })?;
+        let id = id.to_string();
+        let raw = if settings.names_from_id { &id } else { name };
+        let name = crate::member::MemberName::parse(raw).map_err(|e| DiscoveryError {
+            retryable: false,
+            kind: crate::error::Kind::DataErr,
+            message: format!("{what} {id}: {e}; rename it or set member_name = \"id\""),
+        })?;
+        Ok(Candidate {
+            id,
+            name,
+            host,
+            created,
+        })
+    }
 }
 
 /// Candidates sorted by name; two machines with one name are an error that names both.

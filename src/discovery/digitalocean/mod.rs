@@ -12,10 +12,8 @@ use serde::Deserialize;
 
 use super::api::{ApiClient, urlencode};
 use super::secret::Secret;
-use super::{Discover, DiscoveryError, Listing, metadata_id, named};
+use super::{CloudMachine, Discover, DiscoveryError, Listing, metadata_id};
 use crate::config::{AddressKind, CloudSettings};
-use crate::error::Kind;
-use crate::member::{Candidate, Host};
 
 /// The largest page the API serves; a fleet of 10,000 droplets is 50 requests.
 const PER_PAGE: usize = 200;
@@ -118,29 +116,16 @@ impl Discover for DigitalOcean {
             );
             let body: Page = self.api.get_json(&url, Some(&self.token)).await?;
             for d in body.droplets.iter().filter(|d| d.status == "active") {
-                let address = self.address(d).ok_or_else(|| DiscoveryError {
-                    retryable: true,
-                    kind: Kind::DataErr,
-                    message: format!(
-                        "droplet {} ({}) has no {} address yet",
-                        crate::member::excerpt(&d.name),
-                        d.id,
-                        self.settings.address.as_str()
-                    ),
-                })?;
-                let host = Host::parse(&address).map_err(|e| DiscoveryError {
-                    retryable: false,
-                    kind: Kind::DataErr,
-                    message: format!("droplet {}: {e}", d.id),
-                })?;
-                let id = d.id.to_string();
-                let name = named(&self.settings, &d.name, &id, "droplet")?;
-                candidates.push(Candidate {
-                    id,
-                    name,
-                    host,
-                    created: d.created_at.clone(),
-                });
+                candidates.push(
+                    CloudMachine {
+                        what: "droplet",
+                        id: d.id,
+                        name: &d.name,
+                        address: self.address(d),
+                        created: d.created_at.clone(),
+                    }
+                    .candidate(&self.settings)?,
+                );
             }
             let more = body
                 .links

@@ -19,10 +19,10 @@ use serde::Deserialize;
 
 use super::api::{ApiClient, urlencode};
 use super::secret::Secret;
-use super::{Discover, DiscoveryError, Listing, metadata_id, named};
+use super::{CloudMachine, Discover, DiscoveryError, Listing, metadata_id};
 use crate::config::{AddressKind, CloudSettings};
 use crate::error::Kind;
-use crate::member::{Candidate, Host, excerpt};
+use crate::member::excerpt;
 
 /// The largest page the API serves.
 const PER_PAGE: usize = 50;
@@ -231,29 +231,16 @@ impl Discover for Hetzner {
                 if seen.insert(s.id, ()).is_some() {
                     continue;
                 }
-                let address = self.address(s, network)?.ok_or_else(|| DiscoveryError {
-                    retryable: true,
-                    kind: Kind::DataErr,
-                    message: format!(
-                        "server {} ({}) has no {} address yet",
-                        excerpt(&s.name),
-                        s.id,
-                        self.settings.address.as_str()
-                    ),
-                })?;
-                let host = Host::parse(&address).map_err(|e| DiscoveryError {
-                    retryable: false,
-                    kind: Kind::DataErr,
-                    message: format!("server {}: {e}", s.id),
-                })?;
-                let id = s.id.to_string();
-                let name = named(&self.settings, &s.name, &id, "server")?;
-                candidates.push(Candidate {
-                    id,
-                    name,
-                    host,
-                    created: s.created.clone(),
-                });
+                candidates.push(
+                    CloudMachine {
+                        what: "server",
+                        id: s.id,
+                        name: &s.name,
+                        address: self.address(s, network)?,
+                        created: s.created.clone(),
+                    }
+                    .candidate(&self.settings)?,
+                );
             }
             match body.meta.pagination.next_page {
                 Some(next) if next > page && !body.servers.is_empty() => page = next,
