@@ -6,18 +6,25 @@
 //! |----------|-----------------|---------------------------------|---------------------|
 //! | member   | yes             | yes                             | `restart`           |
 //! | member   | yes             | no (removed)                    | `removed` (refuse, or move data aside) |
-//! | member   | no / unknown    | –                               | `restart-unreachable` |
+//! | member   | no / unknown; its quorum still there or unknown | – | `restart-unreachable` |
+//! | member   | no; a majority of its voters gone for good, `recover_lost_quorum` on, freshest data here | – | `recover` |
 //! | empty    | yes             | unstarted member with my URL    | `reuse`             |
 //! | empty    | yes             | started member with my URL/name | `replace-self`      |
 //! | empty    | yes             | no                              | `join`              |
 //! | empty    | no; every other member vouched empty for this set | – | `bootstrap`  |
 //! | empty    | unknown         | –                               | `wait`              |
 //!
+//! Where each row lives: the data-dir rows here; `cluster.rs` the rows with a cluster answering;
+//! `vouching.rs` a first bootstrap; `recovery.rs` a survivor whose cluster does not answer;
+//! `helpers.rs` what they share; `session.rs` what a run remembers between looks.
+//!
 //! A decision is one step: `Act` asks for one membership change, after which the caller observes
 //! again and decides again. That makes every run idempotent: an agent killed between `member add`
 //! and writing its file finds its unstarted member next time and reuses it.
 
+mod cluster;
 mod facts;
+mod helpers;
 mod prune;
 mod recovery;
 mod session;
@@ -26,12 +33,16 @@ mod tests;
 mod vouching;
 
 pub use crate::datadir::DataDir;
+pub use cluster::{dead_ids, dead_members};
 pub use facts::{
     BootstrapMember, ClusterView, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
 pub use vouching::bootstrap_set;
+
+use cluster::decide_with_cluster;
+use helpers::*;
 
 use serde::Serialize;
 
@@ -280,345 +291,4 @@ fn answered_view<'f>(f: &'f Facts<'_>) -> Result<Option<&'f ClusterView>, String
         }
     }
     Ok(Some(first))
-}
-
-fn decide_with_cluster(f: &Facts<'_>, me: &Candidate, my_url: &str, view: &ClusterView) -> Outcome {
-    if let Some(m) = view
-        .members
-        .iter()
-        .find(|m| m.peer_urls.iter().any(|u| u == my_url))
-    {
-        if !m.has_started() {
-            // An initial member of this very bootstrap that has not started yet (the cluster is
-            // exactly the set this node would bootstrap): it starts as the static bootstrap
-            // intends, with `new` and the same initial cluster, which gives the same cluster and
-            // member ids. With `existing`, two such late members starting together each wait
-            // for the other's peer port to answer before serving their own, for good (seen with
-            // five members on etcd 3.4).
-            let expected = discovered_cluster(f);
-            if f.data == DataDir::Empty
-                && f.discovered.len() == f.spec.size
-                && same_set(&forming_cluster(&view.members), &expected)
-            {
-                return outcome(
-                    Row::Bootstrap,
-                    Decision::Start(StartPlan {
-                        state: ClusterState::New,
-                        initial_cluster: expected,
-                        force_new_cluster: false,
-                    }),
-                    format!(
-                        "cluster {:x} is the bootstrap of exactly this member set, and this node's initial member {:x} has not started yet: starting with it as the static bootstrap intends",
-                        view.cluster_id, m.id
-                    ),
-                );
-            }
-            if !settled(f) {
-                return wait(
-                    "the cluster has not settled its version yet, and etcd refuses to join such a cluster; waiting a few seconds",
-                );
-            }
-            let plan = StartPlan {
-                state: ClusterState::Existing,
-                initial_cluster: initial_cluster(f, view, me),
-                force_new_cluster: false,
-            };
-            return outcome(
-                Row::Reuse,
-                Decision::Start(plan),
-                format!(
-                    "the cluster already lists an unstarted member {:x} with this node's peer URL {my_url}: reusing it",
-                    m.id
-                ),
-            );
-        }
-        return outcome(
-            Row::ReplaceSelf,
-            remove(m),
-            format!(
-                "member {:x} with this node's peer URL {my_url} has run before, but the data dir is empty: the data was lost; removing the old member to add this node again",
-                m.id
-            ),
-        );
-    }
-    if let Some(m) = view.members.iter().find(|m| m.name == me.name.as_str()) {
-        if let Some(owner) = m.peer_urls.iter().find_map(|u| owner_of(f, u)) {
-            return outcome(
-                Row::ReplaceSelf,
-                Decision::Refuse,
-                format!(
-                    "member {:x} is named {} like this node but its peer URL belongs to {}; member names must be unique",
-                    m.id, me.name, owner.name
-                ),
-            );
-        }
-        return outcome(
-            Row::ReplaceSelf,
-            remove(m),
-            format!(
-                "member {:x} is named {} like this node but has the peer URL {} that no discovered machine has: it is this node at its old address; removing it to add this node again",
-                m.id,
-                me.name,
-                m.peer_urls.join(",")
-            ),
-        );
-    }
-
-    // Not a member: join. First the dead: no discovered machine owns their peer URL and they do
-    // not answer themselves. A listing can miss a live machine, so a member is removed only when
-    // it looked dead at the previous observation too.
-    let dead = dead_members(f, view);
-    let healthy = view
-        .members
-        .iter()
-        .filter(|m| is_healthy(f, m, view.cluster_id))
-        .count();
-    let live = view.members.len() - dead.len();
-
-    if let Some(d) = dead.first()
-        && f.spec.remove_dead_members
-        && f.removed_this_run == 0
-        && !f.dead_before.contains(&d.id)
-    {
-        return wait(format!(
-            "member {} ({:x}) looks dead (no discovered machine has {}, and it does not answer); confirming at the next look before removing it",
-            display_name(d),
-            d.id,
-            d.peer_urls.join(",")
-        ));
-    }
-    if let Some(d) = dead.first()
-        && f.spec.remove_dead_members
-        && f.removed_this_run == 0
-    {
-        let after = view.members.len() - 1;
-        if healthy < quorum(after) {
-            return wait(format!(
-                "member {} ({:x}) is dead, but removing it would leave {healthy} healthy of {after}, below quorum {}; waiting for members to recover",
-                display_name(d),
-                d.id,
-                quorum(after)
-            ));
-        }
-        return outcome(
-            Row::Join,
-            remove(d),
-            format!(
-                "member {} ({:x}, {}) belongs to no discovered machine: removing the dead member before joining ({healthy} of {} healthy)",
-                display_name(d),
-                d.id,
-                d.peer_urls.join(","),
-                view.members.len()
-            ),
-        );
-    }
-    if live >= f.spec.size {
-        return wait(format!(
-            "the cluster already has {live} live members and cluster.size is {}: not joining as an extra member ({})",
-            f.spec.size,
-            view.members
-                .iter()
-                .map(display_name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if f.spec.join_as_learner
-        && let Some(l) = view.members.iter().find(|m| m.is_learner)
-    {
-        return wait(format!(
-            "learner {} is still catching up and etcd allows one learner at a time; waiting for its promotion",
-            display_name(l)
-        ));
-    }
-    let learner = f.spec.join_as_learner;
-    // etcd's strict reconfiguration check refuses a voting member that would leave the healthy
-    // members short of the new quorum; say so here rather than hammer etcd until the deadline.
-    let voters = view.members.iter().filter(|m| !m.is_learner).count();
-    // Except a cluster of one growing to two, which etcd allows on purpose (it is how a cluster
-    // restored from one member's data, or recovered with --force-new-cluster, grows again).
-    if !learner && healthy < quorum(voters + 1) && !(voters == 1 && healthy == 1) {
-        return wait(format!(
-            "adding this node would make {} voters with only {healthy} healthy, below quorum {}{}",
-            voters + 1,
-            quorum(voters + 1),
-            if dead.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; dead members ({}) are kept because cluster.remove_dead_members is off or one was already removed this run",
-                    dead.iter()
-                        .map(|d| display_name(d))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        ));
-    }
-    outcome(
-        Row::Join,
-        Decision::Act(Action::AddMember {
-            peer_url: my_url.to_owned(),
-            learner,
-        }),
-        format!(
-            "cluster {:x} answers with {} members and does not list this node: adding it{}",
-            view.cluster_id,
-            view.members.len(),
-            if learner { " as a learner" } else { "" }
-        ),
-    )
-}
-
-/// Members of `view` that are dead as far as this observation can tell: sorted by id.
-pub fn dead_members<'v>(f: &Facts<'_>, view: &'v ClusterView) -> Vec<&'v EtcdMember> {
-    let mut dead: Vec<&EtcdMember> = view
-        .members
-        .iter()
-        .filter(|m| m.peer_urls.iter().all(|u| owner_of(f, u).is_none()))
-        .filter(|m| !f.undiscovered_alive.contains(&m.id))
-        .filter(|m| {
-            f.me.is_none_or(|me| !m.peer_urls.contains(&peer_url(f, me)))
-        })
-        .collect();
-    dead.sort_by_key(|m| m.id);
-    dead
-}
-
-/// The dead members' ids in the view the answering peers give, or, when none answers, the
-/// members this node's data lists that are gone: for the caller to remember, so that the next
-/// look can confirm them.
-pub fn dead_ids(f: &Facts<'_>) -> Vec<u64> {
-    match answered_view(f) {
-        Ok(Some(view)) => dead_members(f, view).iter().map(|m| m.id).collect(),
-        Ok(None) => recovery::gone_ids(f),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Some answering peer reports a decided cluster version (which is all etcd checks on joining).
-fn settled(f: &Facts<'_>) -> bool {
-    f.probes
-        .iter()
-        .any(|p| matches!(&p.answer, PeerAnswer::Answered(v) if v.settled))
-}
-
-fn remove(m: &EtcdMember) -> Decision {
-    Decision::Act(Action::RemoveMember {
-        id: m.id,
-        name: m.name.clone(),
-        peer_urls: m.peer_urls.clone(),
-    })
-}
-
-fn peer_url(f: &Facts<'_>, c: &Candidate) -> String {
-    f.spec.peer_url(&c.host)
-}
-
-fn owner_of<'f>(f: &'f Facts<'_>, peer_url_: &str) -> Option<&'f Candidate> {
-    f.discovered.iter().find(|c| peer_url(f, c) == peer_url_)
-}
-
-/// A member is healthy when the discovered machine that owns it answered for the same cluster.
-fn is_healthy(f: &Facts<'_>, m: &EtcdMember, cluster_id: u64) -> bool {
-    m.peer_urls
-        .iter()
-        .filter_map(|u| owner_of(f, u))
-        .any(|owner| {
-            matches!(f.answer_of(&owner.name), Some(PeerAnswer::Answered(v)) if v.cluster_id == cluster_id)
-        })
-}
-
-/// The bootstrap member set: every discovered machine, sorted by name (the same on every node).
-fn discovered_cluster(f: &Facts<'_>) -> Vec<(MemberName, String)> {
-    let mut out: Vec<_> = f
-        .discovered
-        .iter()
-        .map(|c| (c.name.clone(), peer_url(f, c)))
-        .collect();
-    out.sort();
-    out
-}
-
-fn forming_cluster(members: &[EtcdMember]) -> Vec<(String, String)> {
-    let mut out: Vec<_> = members
-        .iter()
-        .flat_map(|m| m.peer_urls.iter().map(|u| (m.name.clone(), u.clone())))
-        .collect();
-    out.sort();
-    out
-}
-
-fn same_set(forming: &[(String, String)], expected: &[(MemberName, String)]) -> bool {
-    forming.len() == expected.len()
-        && forming
-            .iter()
-            .zip(expected)
-            .all(|((a, u), (b, v))| a == b.as_str() && u == v)
-}
-
-/// `ETCD_INITIAL_CLUSTER` for joining or restarting: every member the cluster lists, this node
-/// under its own name. etcd matches members by peer URL, so other members' names only need to be
-/// valid and unique: their own name, else the discovered machine owning the URL, else a name made
-/// from the member id.
-fn initial_cluster(f: &Facts<'_>, view: &ClusterView, me: &Candidate) -> Vec<(MemberName, String)> {
-    let my_url = peer_url(f, me);
-    let mut used = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    let mut sorted: Vec<&EtcdMember> = view.members.iter().collect();
-    sorted.sort_by_key(|m| m.id);
-    // Place this node first in the name table so no other member can take its name.
-    used.insert(me.name.clone());
-    for m in sorted {
-        let name = if m.peer_urls.contains(&my_url) || m.name == me.name.as_str() {
-            me.name.clone()
-        } else {
-            let candidates = [
-                MemberName::parse(&m.name).ok(),
-                m.peer_urls
-                    .iter()
-                    .find_map(|u| owner_of(f, u))
-                    .map(|c| c.name.clone()),
-            ];
-            candidates
-                .into_iter()
-                .flatten()
-                .find(|n| !used.contains(n))
-                .unwrap_or_else(|| {
-                    MemberName::parse(&format!("member-{:x}", m.id)).expect("hex is a valid name")
-                })
-        };
-        used.insert(name.clone());
-        for u in &m.peer_urls {
-            out.push((name.clone(), u.clone()));
-        }
-    }
-    if !out.iter().any(|(_, u)| *u == my_url) {
-        out.retain(|(n, _)| *n != me.name);
-        out.push((me.name.clone(), my_url));
-    }
-    out.sort();
-    out
-}
-
-fn display_name(m: &EtcdMember) -> String {
-    if m.name.is_empty() {
-        format!("(unstarted {:x})", m.id)
-    } else {
-        m.name.clone()
-    }
-}
-
-/// The names, sorted; past a dozen, the first ten and how many more (a tag on 10,000 machines
-/// must not make a 100 KB log line).
-fn names(c: &[Candidate]) -> String {
-    if c.is_empty() {
-        return "none".into();
-    }
-    let mut n: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
-    n.sort();
-    if n.len() > 12 {
-        return format!("{} and {} more", n[..10].join(", "), n.len() - 10);
-    }
-    n.join(", ")
 }
