@@ -104,8 +104,8 @@ fn read_log(wal_dir: &Path, snapshot: Option<(u64, Vec<WalMember>)>) -> Option<W
 
 impl WalInfo {
     /// The single-member cluster a distribution's etcd package starts on install: one member
-    /// whose peer URLs are all loopback (etcd's default is `http://localhost:2380`), none of them
-    /// this node's own. Its name says nothing: Debian's unit names it after the host
+    /// whose peer URLs are all on the default loopback host (etcd's default is
+    /// `http://localhost:2380`), none of them this node's own. Its name says nothing: Debian's unit names it after the host
     /// (`ETCD_NAME=%H`), etcd's default is `default`. A cluster of one that this agent
     /// bootstrapped on a loopback address (examples/static.toml) has this node's own URL, and is
     /// not one.
@@ -116,17 +116,16 @@ impl WalInfo {
     }
 }
 
-/// `scheme://host:port` with a loopback host: `localhost`, 127.0.0.0/8 or `[::1]`.
+/// `scheme://host:port` on the loopback host a package's default configuration names:
+/// `localhost`, `127.0.0.1` or `[::1]`. (Not any 127/8 address: clusters of machines on loopback
+/// addresses of their own, as in tests and on one host, are not a package's default.)
 fn is_loopback_url(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
         return false;
     };
     let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
 }
 
 /// Renames the data dir to `<data_dir>.<why>-<unix time>`; never deletes anything.
@@ -228,6 +227,8 @@ mod tests {
         two.members.push(two.members[0].clone());
         assert!(!two.is_package_cluster(mine));
         assert!(!is_loopback_url("http://localhost.example.com:2380"));
+        // Another cluster of one on a loopback address of its own is another cluster's data.
+        assert!(!one("node-1", "http://127.10.31.1:2380").is_package_cluster(mine));
     }
 
     #[test]
