@@ -259,6 +259,7 @@ fn record(agent: &Agent, result: &Result<Done, Failure>, took: Duration) -> outc
         exit_code: 0,
         row: None,
         state: None,
+        learner: false,
         this_node: None,
         members: Vec::new(),
         reason: String::new(),
@@ -271,6 +272,7 @@ fn record(agent: &Agent, result: &Result<Done, Failure>, took: Duration) -> outc
             record.row = Some(done.outcome.row.as_str());
             if let Decision::Start(plan) = &done.outcome.decision {
                 record.state = Some(plan.state.as_str());
+                record.learner = plan.learner;
                 record.members = plan
                     .initial_cluster
                     .iter()

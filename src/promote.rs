@@ -1,5 +1,6 @@
-//! `etcd-bootstrap promote`: run from etcd.service's `ExecStartPost=` when nodes join as
-//! learners. Waits until this node's learner has caught up and promotes it to a voting member.
+//! `etcd-bootstrap promote`: run by `etcd-bootstrap-promote.service`, which the shipped etcd
+//! drop-in starts with etcd, for nodes that join as learners (the default). Waits until this
+//! node's learner has caught up and promotes it to a voting member.
 //! etcd refuses a promotion until the learner is in sync ("can only promote a learner member
 //! which is in sync with leader"); that answer is retried until the deadline.
 //!
@@ -21,15 +22,34 @@ pub async fn promote(
     etcd: &EtcdClient,
     timeout: Duration,
 ) -> Result<String, Failure> {
+    // The run that wrote the env file said whether etcd starts as a learner: a voter (every
+    // bootstrap, every voter's restart) has nothing to promote, whether or not its cluster
+    // answers right now. A record that does not say (none yet, a failed run) means asking.
+    if started_as_learner(&settings.outcome_file) == Some(false) {
+        return Ok(format!(
+            "this node started as a voting member ({}): nothing to promote",
+            settings.outcome_file.display()
+        ));
+    }
     let backoff = Backoff::from_entropy(Duration::from_millis(500), Duration::from_secs(5));
     until_done(
         timeout,
         backoff,
         "waiting to promote",
-        "promotion did not succeed",
+        "this learner was not promoted (it stays a learner, which the quorum does not count)",
         async || attempt(settings, etcd).await,
     )
     .await
+}
+
+/// What the last run's outcome record says: `Some(learner)` when that run wrote the env file.
+fn started_as_learner(outcome_file: &std::path::Path) -> Option<bool> {
+    let text = std::fs::read_to_string(outcome_file).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if record.get("result")?.as_str()? != "ok" {
+        return None;
+    }
+    record.get("learner")?.as_bool()
 }
 
 async fn attempt(settings: &Settings, etcd: &EtcdClient) -> Result<Try<String>, Failure> {
@@ -61,7 +81,7 @@ async fn attempt(settings: &Settings, etcd: &EtcdClient) -> Result<Try<String>, 
                 Try::Done(format!("promoted this node ({my_peer}) to a voting member"))
             }
             Err(CallError::Etcd { message, .. }) if message.contains("in sync") => {
-                Try::again("this learner is not in sync with the leader yet")
+                Try::again("this learner has not caught up with the leader yet")
             }
             Err(e) => Try::again(e.to_string()),
         });

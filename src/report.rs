@@ -222,6 +222,10 @@ fn decision_word(d: &Decision) -> String {
             "run etcd once with --force-new-cluster (and a snapshot), stop it, then start etcd with state {}",
             p.state.as_str()
         ),
+        Decision::Start(p) if p.learner => format!(
+            "start etcd with state {}, as a learner (promoted once caught up)",
+            p.state.as_str()
+        ),
         Decision::Start(p) => format!("start etcd with state {}", p.state.as_str()),
         Decision::Refuse => "refuse".into(),
     }

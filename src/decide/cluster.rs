@@ -33,6 +33,7 @@ pub(super) fn decide_with_cluster(
                         state: ClusterState::New,
                         initial_cluster: expected,
                         force_new_cluster: false,
+                        learner: false,
                     }),
                     format!(
                         "cluster {:x} is the bootstrap of exactly this member set, and this node's initial member {:x} has not started yet: starting with it as the static bootstrap intends",
@@ -49,6 +50,7 @@ pub(super) fn decide_with_cluster(
                 state: ClusterState::Existing,
                 initial_cluster: initial_cluster(f, view, me),
                 force_new_cluster: false,
+                learner: m.is_learner,
             };
             return outcome(
                 Row::Reuse,

@@ -109,6 +109,10 @@ pub struct StartPlan {
     /// the agent runs that start itself, `run/force_new.rs`); the env file never carries it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub force_new_cluster: bool,
+    /// This node's member is a learner: `etcd-bootstrap promote` (started with etcd) promotes it
+    /// once it has caught up. Every other start is a voter's, with nothing to promote.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub learner: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -187,17 +191,18 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
         (DataDir::HasMember, Some(view)) => {
             // By member id when the log says it; by URL or name for a log that could not be read.
             let mine = match f.wal {
-                Some(wal) => view.members.iter().any(|m| m.id == wal.member_id),
+                Some(wal) => view.members.iter().find(|m| m.id == wal.member_id),
                 None => view
                     .members
                     .iter()
-                    .any(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str()),
+                    .find(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str()),
             };
-            if mine {
+            if let Some(mine) = mine {
                 let plan = StartPlan {
                     state: ClusterState::Existing,
                     initial_cluster: initial_cluster(f, view, me),
                     force_new_cluster: false,
+                    learner: mine.is_learner,
                 };
                 return outcome(
                     Row::Restart,

@@ -24,10 +24,17 @@ use crate::member::Candidate;
 
 pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let Some(lost) = lost_quorum(f) else {
+        // A learner that was never promoted is still one: its log says so.
+        let learner = f.wal.is_some_and(|w| {
+            w.members
+                .iter()
+                .any(|m| m.id == w.member_id && m.is_learner)
+        });
         let plan = StartPlan {
             state: ClusterState::Existing,
             initial_cluster: discovered_cluster(f),
             force_new_cluster: false,
+            learner,
         };
         return outcome(
             Row::RestartUnreachable,
@@ -171,6 +178,7 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
         state: ClusterState::Existing,
         initial_cluster: vec![(me.name.clone(), peer_url(f, me))],
         force_new_cluster: true,
+        learner: false,
     };
     outcome(
         Row::Recover,

@@ -85,6 +85,7 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
                     state: ClusterState::New,
                     initial_cluster: expected,
                     force_new_cluster: false,
+                    learner: false,
                 };
                 return outcome(
                     Row::Bootstrap,
@@ -142,6 +143,7 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
         state: ClusterState::New,
         initial_cluster: expected,
         force_new_cluster: false,
+        learner: false,
     };
     outcome(
         Row::Bootstrap,

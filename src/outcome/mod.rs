@@ -51,6 +51,9 @@ pub struct Record {
     pub row: Option<&'static str>,
     /// `new` or `existing`, when the env file was written.
     pub state: Option<&'static str>,
+    /// etcd starts as a learner (`etcd-bootstrap promote` promotes it; a voter has nothing to
+    /// promote, and `promote` reads this to say so at once).
+    pub learner: bool,
     pub this_node: Option<String>,
     /// `name=peer-url`, as `ETCD_INITIAL_CLUSTER` says them.
     pub members: Vec<String>,
