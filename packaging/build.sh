@@ -25,7 +25,7 @@ expected=(
     /usr/lib/systemd/system/etcd-bootstrap-prune.service
     /usr/lib/systemd/system/etcd-bootstrap-prune.timer
     /usr/lib/systemd/system/etcd.service.d/10-etcd-bootstrap.conf
-    /usr/share/etcd-bootstrap/20-etcd-bootstrap-promote.conf
+    /usr/lib/systemd/system/etcd-bootstrap-promote.service
     /usr/share/man/man1/etcd-bootstrap.1.gz
     /usr/share/bash-completion/completions/etcd-bootstrap
     /usr/share/fish/vendor_completions.d/etcd-bootstrap.fish

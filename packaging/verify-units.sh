@@ -14,14 +14,15 @@ cp -a /lib/systemd/system/. "$units/"
 mkdir -p "$units/etcd.service.d"
 install -m 0755 "$agent" "$root/usr/bin/etcd-bootstrap"
 install -m 0755 /usr/bin/etcd "$root/usr/bin/etcd"
-cp systemd/etcd-bootstrap.service systemd/etcd-bootstrap-prune.service systemd/etcd-bootstrap-prune.timer "$units/"
+cp systemd/etcd-bootstrap.service systemd/etcd-bootstrap-prune.service systemd/etcd-bootstrap-prune.timer \
+    systemd/etcd-bootstrap-promote.service "$units/"
 cp /lib/systemd/system/etcd.service "$units/"
 cp systemd/etcd.service.d/10-etcd-bootstrap.conf "$units/etcd.service.d/"
-cp systemd/20-etcd-bootstrap-promote.conf "$units/etcd.service.d/"
-out=$(systemd-analyze verify --man=no --root="$root" etcd-bootstrap.service etcd.service etcd-bootstrap-prune.service etcd-bootstrap-prune.timer 2>&1) || true
+out=$(systemd-analyze verify --man=no --root="$root" etcd-bootstrap.service etcd.service etcd-bootstrap-prune.service etcd-bootstrap-prune.timer \
+    etcd-bootstrap-promote.service 2>&1) || true
 if [ -n "$out" ]; then
     echo "systemd-analyze verify is not silent:"
     echo "$out"
     exit 1
 fi
-echo "systemd-analyze verify: etcd-bootstrap.service, the prune service and timer, and etcd.service with the drop-ins: clean"
+echo "systemd-analyze verify: etcd-bootstrap.service, the prune service and timer, the promote service, and etcd.service with its drop-in: clean"

@@ -81,8 +81,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Promote this node from learner to voting member once it has caught up (for etcd.service's
-    /// ExecStartPost= when cluster.join_as_learner is on).
+    /// Promote this node from learner to voting member once it has caught up (run by
+    /// etcd-bootstrap-promote.service, started with etcd; exits at once on a voter).
     Promote {
         /// Give up after this long.
         #[arg(long, default_value = "10m", value_name = "DURATION")]

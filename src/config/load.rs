@@ -206,7 +206,7 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
         );
         assert_eq!(s.metrics_file, None);
         assert!(s.cluster.remove_dead_members);
-        assert!(!s.cluster.join_as_learner);
+        assert!(s.cluster.join_as_learner);
     }
 
     #[test]

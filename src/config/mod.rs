@@ -172,7 +172,7 @@ impl Settings {
             peer_port: port("cluster.peer_port", c.peer_port.unwrap_or(2380))?,
             client_port: port("cluster.client_port", c.client_port.unwrap_or(2379))?,
             remove_dead_members: c.remove_dead_members.unwrap_or(true),
-            join_as_learner: c.join_as_learner.unwrap_or(false),
+            join_as_learner: c.join_as_learner.unwrap_or(true),
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
             recover_lost_quorum: c.recover_lost_quorum.unwrap_or(false),
             bootstrap_settle: match c.bootstrap_settle.as_deref() {

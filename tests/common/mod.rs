@@ -78,6 +78,9 @@ pub struct Node {
     pub ip: String,
     pub dir: PathBuf,
     proc: Option<Child>,
+    /// `etcd-bootstrap promote`, started with etcd as the shipped etcd-bootstrap-promote.service
+    /// is (it exits at once for a voter).
+    promote: Option<Child>,
 }
 
 impl Node {
@@ -189,6 +192,7 @@ impl Lab {
             ip: ip.to_owned(),
             dir,
             proc: None,
+            promote: None,
         });
         i
     }
@@ -333,6 +337,18 @@ max_interval = "1s"
             .spawn()
             .unwrap();
         n.proc = Some(child);
+        // As etcd.service's drop-in wants etcd-bootstrap-promote.service: a learner is promoted
+        // once it has caught up; a voter's promote exits at once.
+        let promote = Command::new(AGENT)
+            .arg("--config")
+            .arg(n.config())
+            .args(["promote", "--timeout", "60s"])
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(n.dir.join("promote.log")).unwrap())
+            .spawn()
+            .unwrap();
+        n.promote = Some(promote);
     }
 
     /// Waits until node `i`'s etcd listens on its peer port. An agent run by hand while etcd is
@@ -348,10 +364,16 @@ max_interval = "1s"
     }
 
     pub fn stop_etcd(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].proc.take() {
+        let n = &mut self.nodes[i];
+        for mut c in [n.proc.take(), n.promote.take()].into_iter().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// What node `i`'s promote (started with its etcd) said.
+    pub fn promote_log(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("promote.log")).unwrap_or_default()
     }
 
     pub fn etcd_log(&self, i: usize) -> String {
@@ -431,8 +453,13 @@ max_interval = "1s"
             if healthy && views.iter().all(Option::is_some) {
                 let views: Vec<ClusterView> = views.into_iter().map(Option::unwrap).collect();
                 let same = views.iter().all(|v| v.cluster_id == views[0].cluster_id);
+                // Started, and voting: a learner is promoted by its promote (as the shipped
+                // unit does) once it has caught up.
                 let complete = views[0].members.len() == members
-                    && views[0].members.iter().all(|m| m.has_started());
+                    && views[0]
+                        .members
+                        .iter()
+                        .all(|m| m.has_started() && !m.is_learner);
                 if same && complete {
                     return views[0].clone();
                 }
