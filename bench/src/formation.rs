@@ -142,20 +142,14 @@ fn form_with_agents(
     }
     loop {
         for (i, slot) in agents.iter_mut().enumerate() {
-            let Some(child) = slot else { continue };
-            let Some(status) = child.try_wait().map_err(|e| e.to_string())? else {
-                continue;
-            };
-            *slot = None;
-            agents_done = start.elapsed();
-            let scratch = dir.join(format!("m{i}"));
-            if !status.success() {
-                let err = std::fs::read_to_string(scratch.join("stderr")).unwrap_or_default();
-                return Err(format!("agent {i} failed ({status}): {}", err.trim_end()));
+            if start_when_done(
+                slot,
+                &format!("agent {i}"),
+                &dir.join(format!("m{i}")),
+                &mut etcds,
+            )? {
+                agents_done = start.elapsed();
             }
-            let env = std::fs::read_to_string(scratch.join("etcd.env"))
-                .map_err(|e| format!("agent {i}'s env file: {e}"))?;
-            etcds.start(&env_map(&env), &scratch)?;
         }
         if etcds.0.len() == n && healthy(machines) {
             return Ok((start.elapsed(), agents_done));
@@ -170,7 +164,47 @@ fn form_with_agents(
     }
 }
 
+/// When the agent in `slot` has exited: its etcd started from the env file it wrote in
+/// `scratch`, as `Requires=`/`After=` start etcd.service (`true`; the slot is emptied). A failed
+/// agent is an error with its last words.
+pub fn start_when_done(
+    slot: &mut Option<Child>,
+    label: &str,
+    scratch: &Path,
+    etcds: &mut Etcds,
+) -> Result<bool, String> {
+    let Some(child) = slot else { return Ok(false) };
+    let Some(status) = child.try_wait().map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    *slot = None;
+    if !status.success() {
+        let err = std::fs::read_to_string(scratch.join("stderr")).unwrap_or_default();
+        return Err(format!("{label} failed ({status}): {}", err.trim_end()));
+    }
+    let env = std::fs::read_to_string(scratch.join("etcd.env"))
+        .map_err(|e| format!("{label}'s env file: {e}"))?;
+    etcds.start(&env_map(&env), scratch)?;
+    Ok(true)
+}
+
 fn form_by_hand(machines: &[Machine], dir: &Path) -> Result<Duration, String> {
+    let start = Instant::now();
+    let _etcds = start_by_hand(machines, dir)?;
+    while !healthy(machines) {
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "hand-started etcds formed no healthy cluster in {DEADLINE:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(start.elapsed())
+}
+
+/// These machines' etcds started together from env files written by hand (a new cluster of
+/// exactly them).
+pub fn start_by_hand(machines: &[Machine], dir: &Path) -> Result<Etcds, String> {
     let envs: Vec<Vec<(String, String)>> = machines
         .iter()
         .enumerate()
@@ -183,19 +217,10 @@ fn form_by_hand(machines: &[Machine], dir: &Path) -> Result<Duration, String> {
         })
         .collect::<Result<_, String>>()?;
     let mut etcds = Etcds::default();
-    let start = Instant::now();
     for (i, env) in envs.iter().enumerate() {
         etcds.start(env, &dir.join(format!("m{i}")))?;
     }
-    while !healthy(machines) {
-        if start.elapsed() > DEADLINE {
-            return Err(format!(
-                "hand-started etcds formed no healthy cluster in {DEADLINE:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(start.elapsed())
+    Ok(etcds)
 }
 
 /// What an operator writes for member `me`.
@@ -218,10 +243,10 @@ fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
 
 /// Started etcd processes; stopped (and reaped) when dropped.
 #[derive(Default)]
-struct Etcds(Vec<Child>);
+pub struct Etcds(Vec<Child>);
 
 impl Etcds {
-    fn start(&mut self, env: &[(String, String)], dir: &Path) -> Result<(), String> {
+    pub fn start(&mut self, env: &[(String, String)], dir: &Path) -> Result<(), String> {
         let child = Command::new(etcd_bin())
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -246,7 +271,7 @@ impl Drop for Etcds {
     }
 }
 
-fn healthy(machines: &[Machine]) -> bool {
+pub fn healthy(machines: &[Machine]) -> bool {
     machines.iter().all(|m| health(m.ip))
 }
 

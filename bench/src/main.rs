@@ -8,6 +8,7 @@ mod budget;
 mod fleet;
 mod footprint;
 mod formation;
+mod grow;
 mod lab;
 mod latency;
 mod measure;
@@ -50,7 +51,7 @@ fn args() -> Result<Args, String> {
             "--only" => a.only = Some(it.next().ok_or("--only needs a benchmark name")?),
             _ => {
                 return Err(format!(
-                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget] [--hold]"
+                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget|grow] [--hold]"
                 ));
             }
         }
@@ -134,6 +135,7 @@ fn real_main() -> Result<(), String> {
     step("scale", &mut |r| scale::run(&lab, r).map(|k| scale_rss = k))?;
     step("formation", &mut |r| formation::run(&lab, r))?;
     step("budget", &mut |r| budget::run(&lab, r))?;
+    step("grow", &mut |r| grow::run(&lab, r))?;
     if args.only.is_none() {
         footprint::run(&lab, latency_rss, scale_rss, &mut report)?;
     }
