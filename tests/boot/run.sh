@@ -240,7 +240,10 @@ container c5 5 etcd:boot 3
 boot c5
 wait_for c5 etcd.service active 120 || fail "c5: etcd.service did not become active"
 status=$(in_container c5 systemctl show -p StatusText --value etcd-bootstrap.service)
-[[ "$status" == "existing (join"* ]] || fail "c5: status text is '$status'"
+# It joined (member add, as a learner), then started on the member it added: the reuse row.
+[[ "$status" == "existing (reuse)"* ]] || fail "c5: status text is '$status'"
+in_container c5 journalctl --no-pager -u etcd-bootstrap.service | grep -q 'added this node as a member.*learner=true' \
+    || fail "c5: the agent did not add this node as a learner: $(in_container c5 journalctl --no-pager -n 20 -u etcd-bootstrap.service)"
 for ((i = 0; i < 120; i++)); do
     in_container c5 journalctl --no-pager -u etcd-bootstrap-promote.service | grep -q 'promoted this node' && break
     sleep 0.5
