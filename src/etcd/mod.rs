@@ -96,6 +96,11 @@ pub struct Status {
     pub leader: u64,
     pub is_learner: bool,
     pub raft_index: u64,
+    /// The member's server version (`3.5.1`).
+    pub version: String,
+    /// The backend database's size on disk, and how much of it holds live data.
+    pub db_size: u64,
+    pub db_size_in_use: u64,
 }
 
 #[derive(Clone)]
@@ -221,7 +226,26 @@ impl EtcdClient {
             leader: r.leader,
             is_learner: r.is_learner,
             raft_index: r.raft_index,
+            version: r.version,
+            db_size: r.db_size,
+            db_size_in_use: r.db_size_in_use,
         })
+    }
+
+    /// The cluster's raised alarms: `(member id, "NOSPACE" | "CORRUPT")`.
+    pub async fn alarms(&self, endpoint: &str) -> Result<Vec<(u64, String)>, CallError> {
+        let r: wire::AlarmResponse = self
+            .post(
+                endpoint,
+                "/v3/maintenance/alarm",
+                &serde_json::json!({ "action": "GET" }),
+            )
+            .await?;
+        Ok(r.alarms
+            .into_iter()
+            .filter(|a| !a.alarm.is_empty() && a.alarm != "NONE")
+            .map(|a| (a.member_id, a.alarm))
+            .collect())
     }
 
     /// Hands leadership to `target` (`etcdctl move-leader`); `endpoint` must be the leader's.

@@ -107,6 +107,28 @@ pub struct StatusResponse {
     pub is_learner: bool,
     #[serde(rename = "raftIndex", default, deserialize_with = "u64_any")]
     pub raft_index: u64,
+    #[serde(default)]
+    pub version: String,
+    #[serde(rename = "dbSize", default, deserialize_with = "u64_any")]
+    pub db_size: u64,
+    #[serde(rename = "dbSizeInUse", default, deserialize_with = "u64_any")]
+    pub db_size_in_use: u64,
+}
+
+/// `POST /v3/maintenance/alarm` with `{"action":"GET"}`: the raised alarms (a member and
+/// `NOSPACE` or `CORRUPT`; `NONE`, zero, is omitted like every zero value).
+#[derive(Deserialize)]
+pub struct AlarmResponse {
+    #[serde(default)]
+    pub alarms: Vec<AlarmMember>,
+}
+
+#[derive(Deserialize)]
+pub struct AlarmMember {
+    #[serde(rename = "memberID", default, deserialize_with = "u64_any")]
+    pub member_id: u64,
+    #[serde(default)]
+    pub alarm: String,
 }
 
 #[derive(Deserialize)]
