@@ -23,4 +23,5 @@ pub mod prune;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod status;
 pub mod vouch;

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     }
     init_logging(cli.verbose);
     match real_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(f) => {
             let fields = [
                 ("ETCD_BOOTSTRAP_RESULT", "failed".to_owned()),
@@ -95,7 +95,8 @@ fn init_logging(verbose: u8) {
     }
 }
 
-fn real_main(cli: Cli) -> Result<(), Failure> {
+/// `Ok(code)`: the exit code of a command that finished (0, or `status`'s verdict).
+fn real_main(cli: Cli) -> Result<u8, Failure> {
     let layers = Layers {
         config_file: cli.config.clone(),
         env: std::env::vars().collect(),
@@ -122,7 +123,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let etcd = etcd_client(&settings, Default::default())?;
             return finished(
                 runtime.block_on(etcd_bootstrap::promote::promote(&settings, &etcd, timeout))?,
-            );
+            )
+            .map(|()| 0);
         }
         Some(Command::Leave {
             ref timeout,
@@ -135,13 +137,37 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 &etcd,
                 timeout,
                 move_data_aside,
-            ))?);
+            ))?)
+            .map(|()| 0);
+        }
+        Some(Command::Status { format }) => {
+            let etcd = etcd_client(&settings, Default::default())?;
+            let status = runtime.block_on(etcd_bootstrap::status::gather(&settings, &etcd))?;
+            let mut out = std::io::stdout().lock();
+            let written = match format {
+                Format::Text => {
+                    use std::io::IsTerminal;
+                    let colour =
+                        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                    write!(out, "{}", etcd_bootstrap::status::text(&status, colour))
+                }
+                Format::Json => serde_json::to_writer_pretty(&mut out, &status)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out)),
+            };
+            written.and_then(|()| out.flush()).map_err(|e| {
+                Failure::new(
+                    Kind::IoErr,
+                    format!("cannot write the status to stdout: {e}"),
+                )
+            })?;
+            return Ok(status.verdict.exit_code());
         }
         _ => {}
     }
     let agent = Agent::new(settings)?;
 
-    match cli.command {
+    let done = match cli.command {
         None => run(&runtime, &agent, cli.dry_run),
         Some(Command::Run { dry_run }) => run(&runtime, &agent, dry_run || cli.dry_run),
         Some(Command::Plan { format }) => {
@@ -170,9 +196,12 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let timeout = timeout_arg(&timeout)?;
             finished(runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?)
         }
-        Some(Command::Promote { .. } | Command::Leave { .. }) => unreachable!("handled above"),
+        Some(Command::Promote { .. } | Command::Leave { .. } | Command::Status { .. }) => {
+            unreachable!("handled above")
+        }
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),
-    }
+    };
+    done.map(|()| 0)
 }
 
 /// A subcommand's last word, in the log and to systemd.
