@@ -164,6 +164,14 @@ pub fn url(scheme: Scheme, host: &Host, port: u16) -> String {
     format!("{scheme}://{}:{port}", host.url_host())
 }
 
+/// The host of a `scheme://host:port[/path]` URL, as written (an IPv6 address keeps its
+/// brackets); `None` without a scheme or a port.
+pub fn host_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    authority.rsplit_once(':').map(|(host, _)| host)
+}
+
 /// A machine that discovery found: a candidate etcd member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -212,6 +220,17 @@ fn describe_char(c: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_of_a_url() {
+        assert_eq!(host_of("http://10.0.0.1:2380"), Some("10.0.0.1"));
+        assert_eq!(
+            host_of("https://[fd00::3]:2379/v3/kv/put"),
+            Some("[fd00::3]")
+        );
+        assert_eq!(host_of("http://localhost"), None);
+        assert_eq!(host_of("10.0.0.1:2380"), None);
+    }
 
     #[test]
     fn names_accept_the_usual_shapes() {

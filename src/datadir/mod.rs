@@ -120,10 +120,9 @@ impl WalInfo {
 /// `localhost`, `127.0.0.1` or `[::1]`. (Not any 127/8 address: clusters of machines on loopback
 /// addresses of their own, as in tests and on one host, are not a package's default.)
 fn is_loopback_url(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
+    let Some(host) = crate::member::host_of(url) else {
         return false;
     };
-    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
 }

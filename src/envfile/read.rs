@@ -50,10 +50,7 @@ fn parse(text: &str, client_scheme: Scheme, client_port: u16) -> Result<Written,
         .collect();
     for pair in get(key::INITIAL_CLUSTER)?.split(',') {
         let peer_url = pair.split_once('=').map_or(pair, |(_, u)| u);
-        if let Some(host) = peer_url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.rsplit_once(':'))
-            .map(|(h, _)| h)
+        if let Some(host) = crate::member::host_of(peer_url)
             && peer_url != my_peer
         {
             endpoints.push(format!("{client_scheme}://{host}:{client_port}"));

@@ -375,13 +375,7 @@ fn classify(url: &str, e: &reqwest::Error) -> CallError {
         return CallError::Unreachable(format!("{url}: {}", crate::http::describe(e)));
     }
     if let Some(failure) = crate::http::tls_failure(e) {
-        let host = url
-            .split_once("://")
-            .map_or(url, |(_, rest)| rest)
-            .split(['/', '?'])
-            .next()
-            .unwrap_or(url);
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let host = crate::member::host_of(url).unwrap_or(url);
         let check = match failure {
             crate::http::TlsFailure::Theirs => format!(
                 "the certificate {host} shows is not one this agent trusts: check that it is issued by the CA in etcd_client.ca_file and names {host}"
