@@ -46,12 +46,7 @@ pub(super) fn decide_with_cluster(
                     "the cluster has not settled its version yet, and etcd refuses to join such a cluster; waiting a few seconds",
                 );
             }
-            let plan = StartPlan {
-                state: ClusterState::Existing,
-                initial_cluster: initial_cluster(f, view, me),
-                force_new_cluster: false,
-                learner: m.is_learner,
-            };
+            let plan = start_in(f, view, me, m.is_learner);
             return outcome(
                 Row::Reuse,
                 Decision::Start(plan),

@@ -133,3 +133,19 @@ pub(super) fn names(c: &[Candidate]) -> String {
     }
     n.join(", ")
 }
+
+/// Start with `existing` on the membership `view` lists, this node's member among it (a
+/// restart, or a member the cluster already added for it).
+pub(super) fn start_in(
+    f: &Facts<'_>,
+    view: &ClusterView,
+    me: &Candidate,
+    learner: bool,
+) -> StartPlan {
+    StartPlan {
+        state: ClusterState::Existing,
+        initial_cluster: initial_cluster(f, view, me),
+        force_new_cluster: false,
+        learner,
+    }
+}

@@ -198,12 +198,7 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                     .find(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str()),
             };
             if let Some(mine) = mine {
-                let plan = StartPlan {
-                    state: ClusterState::Existing,
-                    initial_cluster: initial_cluster(f, view, me),
-                    force_new_cluster: false,
-                    learner: mine.is_learner,
-                };
+                let plan = start_in(f, view, me, mine.is_learner);
                 return outcome(
                     Row::Restart,
                     Decision::Start(plan),

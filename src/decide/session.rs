@@ -88,23 +88,31 @@ pub struct Session {
 impl Session {
     /// Takes in one look, made at `now`, and decides on it: what the run does next.
     pub fn decide(&mut self, spec: &ClusterSpec, obs: &Observation, now: Duration) -> Outcome {
-        self.observe(obs, now);
-        let facts = self.facts(spec, obs, now);
-        let dead_now = dead_ids(&facts);
-        let outcome = decide(&facts);
-        self.dead_before = dead_now;
+        let outcome = self.look(spec, obs, now, decide);
         self.agreed = outcome.agreed.clone();
         outcome
     }
 
     /// `prune`'s look: which member beyond `cluster.size` to remove, if any.
     pub fn prune(&mut self, spec: &ClusterSpec, obs: &Observation, now: Duration) -> Prune {
+        self.look(spec, obs, now, prune)
+    }
+
+    /// One look taken in, `rule` applied to its facts, and the members that look dead now
+    /// remembered for the next look to confirm.
+    fn look<T>(
+        &mut self,
+        spec: &ClusterSpec,
+        obs: &Observation,
+        now: Duration,
+        rule: fn(&Facts<'_>) -> T,
+    ) -> T {
         self.observe(obs, now);
         let facts = self.facts(spec, obs, now);
         let dead_now = dead_ids(&facts);
-        let step = prune(&facts);
+        let result = rule(&facts);
         self.dead_before = dead_now;
-        step
+        result
     }
 
     /// Records that `action`, which `outcome` asked for, was carried out.

@@ -145,15 +145,7 @@ impl World {
     /// What a run would do from this world held still (`Session::preview`, as `plan` shows it),
     /// from a session that already knows what this world says the run knows.
     fn preview(&self) -> (Vec<(Action, String)>, Outcome) {
-        let obs = Observation {
-            source: SourceUsed::default(),
-            candidates: self.discovered.clone(),
-            me: self.me,
-            data: self.data,
-            wal: self.wal.clone(),
-            probes: self.probes.clone(),
-            undiscovered_alive: self.alive.clone(),
-        };
+        let obs = self.observation();
         let session = Session {
             removed: self.removed,
             cluster_seen: self.cluster_seen.map(Into::into),
@@ -163,6 +155,18 @@ impl World {
             ..Session::default()
         };
         session.preview(&self.spec, &obs, std::time::Duration::ZERO)
+    }
+    /// This world as one look.
+    fn observation(&self) -> Observation {
+        Observation {
+            source: SourceUsed::default(),
+            candidates: self.discovered.clone(),
+            me: self.me,
+            data: self.data,
+            wal: self.wal.clone(),
+            probes: self.probes.clone(),
+            undiscovered_alive: self.alive.clone(),
+        }
     }
     fn facts(&self) -> Facts<'_> {
         // Leaked: a few bytes a decision, in tests only, so `Facts` can borrow it like the rest.
@@ -1048,16 +1052,7 @@ fn regression_plan_shows_what_the_run_does_with_an_old_self_and_a_dead_member() 
     let mut ran = Vec::new();
     let mut now = std::time::Duration::ZERO;
     let last = loop {
-        let obs = Observation {
-            source: SourceUsed::default(),
-            candidates: world.discovered.clone(),
-            me: world.me,
-            data: world.data,
-            wal: None,
-            probes: world.probes.clone(),
-            undiscovered_alive: Vec::new(),
-        };
-        let out = session.decide(&world.spec, &obs, now);
+        let out = session.decide(&world.spec, &world.observation(), now);
         now += std::time::Duration::from_secs(1);
         match &out.decision {
             Decision::Act(action) => {
