@@ -44,8 +44,7 @@ pub async fn promote(
 
 /// What the last run's outcome record says: `Some(learner)` when that run wrote the env file.
 fn started_as_learner(outcome_file: &std::path::Path) -> Option<bool> {
-    let text = std::fs::read_to_string(outcome_file).ok()?;
-    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let record = crate::outcome::read_last(outcome_file)?;
     if record.get("result")?.as_str()? != "ok" {
         return None;
     }

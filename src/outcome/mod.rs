@@ -70,6 +70,13 @@ impl Record {
     }
 }
 
+/// The last record written at `outcome_file`, as JSON (for `promote` and `status`); `None` when
+/// there is none or it cannot be read.
+pub fn read_last(outcome_file: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(outcome_file).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Writes the record, and the metrics file when one is configured. A failure to write either is
 /// logged, not fatal: the env file (or the failure being reported) is what matters.
 pub fn write(record: &Record, outcome_file: &Path, metrics_file: Option<&Path>) {

@@ -93,9 +93,7 @@ pub struct Endpoint {
 /// Asks the cluster, through this node's etcd first and then its peers'.
 pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Failure> {
     let written = read_written(&settings.env_file, &settings.cluster)?;
-    let last_run = std::fs::read_to_string(&settings.outcome_file)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let last_run = crate::outcome::read_last(&settings.outcome_file);
     let mut unreachable = Vec::new();
     let mut answered = None;
     for endpoint in &written.endpoints {
@@ -110,19 +108,21 @@ pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Fa
             }),
         }
     }
-    let Some((endpoint, view)) = answered else {
-        return Ok(judge(Status {
-            verdict: Verdict::NoQuorum,
-            problems: Vec::new(),
-            cluster_id: None,
-            cluster_version: None,
-            members: Vec::new(),
-            alarms: Vec::new(),
-            unreachable,
-            last_run,
-        }));
+    // The verdict and the problems are `judge`'s, from what is gathered here.
+    let mut status = Status {
+        verdict: Verdict::NoQuorum,
+        problems: Vec::new(),
+        cluster_id: None,
+        cluster_version: None,
+        members: Vec::new(),
+        alarms: Vec::new(),
+        unreachable: Vec::new(),
+        last_run,
     };
-    let mut members = Vec::new();
+    let Some((endpoint, view)) = answered else {
+        status.unreachable = unreachable;
+        return Ok(judge(status));
+    };
     for m in &view.members {
         let mut member = Member {
             name: m.name.clone(),
@@ -158,9 +158,9 @@ pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Fa
         if !member.started {
             member.error = Some("not started yet (added, never ran)".into());
         }
-        members.push(member);
+        status.members.push(member);
     }
-    let alarms = etcd
+    status.alarms = etcd
         .alarms(&endpoint)
         .await
         .unwrap_or_default()
@@ -170,16 +170,9 @@ pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Fa
             alarm,
         })
         .collect();
-    Ok(judge(Status {
-        verdict: Verdict::Healthy,
-        problems: Vec::new(),
-        cluster_id: Some(format!("{:x}", view.cluster_id)),
-        cluster_version: etcd.cluster_version(&endpoint).await.ok(),
-        members,
-        alarms,
-        unreachable: Vec::new(),
-        last_run,
-    }))
+    status.cluster_id = Some(format!("{:x}", view.cluster_id));
+    status.cluster_version = etcd.cluster_version(&endpoint).await.ok();
+    Ok(judge(status))
 }
 
 /// The verdict and the problems, from what was gathered: no member list, or fewer healthy
