@@ -50,7 +50,7 @@ use etcd_bootstrap::config::ClusterSpec;
 use etcd_bootstrap::datadir::{WalInfo, WalMember};
 use etcd_bootstrap::decide::{
     self, Action, ClusterView, DataDir, Decision, EtcdMember, Observation, PeerAnswer, Probe,
-    Session, SourceUsed, Vouch, VouchedData,
+    Session, SourceUsed, Vouch,
 };
 use etcd_bootstrap::envfile::ClusterState;
 use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
@@ -506,13 +506,7 @@ impl World {
             match out.decision {
                 Decision::Wait => {
                     // Only while it waits does the agent speak for its machine.
-                    let mut vouch = session.vouch(&self.spec, &obs);
-                    if let Some(v) = vouch.as_mut()
-                        && v.data != VouchedData::Empty
-                    {
-                        v.waiting = Some(out.reason.clone());
-                    }
-                    self.machines[i].vouch = vouch;
+                    self.machines[i].vouch = session.vouch(&self.spec, &obs, &out.reason);
                     break;
                 }
                 Decision::Refuse => {

@@ -257,9 +257,10 @@ impl Session {
         }
     }
 
-    /// What this agent says of its machine to its peers, from this look (`None` until it has
-    /// found itself among the discovered machines).
-    pub fn vouch(&self, spec: &ClusterSpec, obs: &Observation) -> Option<Vouch> {
+    /// What this agent says of its machine to its peers while it waits, from this look (`None`
+    /// until it has found itself among the discovered machines). A machine with data also says
+    /// what it waits for (`waiting`: the reason of the wait), which its peers repeat.
+    pub fn vouch(&self, spec: &ClusterSpec, obs: &Observation, waiting: &str) -> Option<Vouch> {
         let me = &obs.candidates[obs.me?];
         let data = match (&obs.data, &obs.wal) {
             (DataDir::Empty, _) => VouchedData::Empty,
@@ -296,10 +297,10 @@ impl Session {
             name: me.name.to_string(),
             peer_urls: vec![spec.peer_url(&me.host)],
             cluster_token: spec.token.clone(),
+            waiting: (data != VouchedData::Empty).then(|| waiting.to_owned()),
             data,
             bootstrap,
             heard,
-            waiting: None,
         })
     }
 

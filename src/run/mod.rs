@@ -405,12 +405,8 @@ impl Agent {
                         Decision::Wait => {
                             // Only while it waits does the agent speak for its machine: a node
                             // that has decided lets its etcd have the peer port at once.
-                            let mut vouch = session.vouch(&self.settings.cluster, &obs);
-                            if let Some(v) = vouch.as_mut()
-                                && v.data != decide::VouchedData::Empty
-                            {
-                                v.waiting = Some(outcome.reason.clone());
-                            }
+                            let vouch =
+                                session.vouch(&self.settings.cluster, &obs, &outcome.reason);
                             let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
                             if let Some(v) = vouch {
                                 let me = &obs.candidates
