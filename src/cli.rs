@@ -83,11 +83,14 @@ pub enum Command {
     },
     /// The cluster as this member sees it: one line a member (role, health, leader, raft index
     /// and lag, database size, version), alarms, and this machine's last run. Exit code: 0
-    /// healthy, 1 degraded (a member down, a learner, an alarm), 2 no quorum (docs/status.md).
-    /// Needs only the env file and the etcd_client settings.
+    /// healthy, 1 degraded (a member down, a learner not promoted in time, an alarm), 2 no quorum
+    /// (docs/status.md). Needs only the env file and the etcd_client settings.
     Status {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// A learner still not promoted after this long makes the cluster degraded.
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        learner_grace: String,
     },
     /// Promote this node from learner to voting member once it has caught up (run by
     /// etcd-bootstrap-promote.service, started with etcd; exits at once on a voter).

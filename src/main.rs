@@ -140,9 +140,21 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             ))?)
             .map(|()| 0);
         }
-        Some(Command::Status { format }) => {
+        Some(Command::Status {
+            format,
+            ref learner_grace,
+        }) => {
+            let learner_grace = duration_arg("--learner-grace", learner_grace)?;
             let etcd = etcd_client(&settings, Default::default())?;
-            let status = runtime.block_on(etcd_bootstrap::status::gather(&settings, &etcd))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let status = runtime.block_on(etcd_bootstrap::status::gather(
+                &settings,
+                &etcd,
+                now,
+                learner_grace,
+            ))?;
             let mut out = std::io::stdout().lock();
             let written = match format {
                 Format::Text => {
@@ -212,7 +224,11 @@ fn finished(done: String) -> Result<(), Failure> {
 }
 
 fn timeout_arg(text: &str) -> Result<Duration, Failure> {
-    config::duration::parse(text).map_err(|e| Failure::new(Kind::Usage, format!("--timeout: {e}")))
+    duration_arg("--timeout", text)
+}
+
+fn duration_arg(flag: &str, text: &str) -> Result<Duration, Failure> {
+    config::duration::parse(text).map_err(|e| Failure::new(Kind::Usage, format!("{flag}: {e}")))
 }
 
 fn run(runtime: &tokio::runtime::Runtime, agent: &Agent, dry_run: bool) -> Result<(), Failure> {

@@ -45,6 +45,14 @@ fn configure_tls(lab: &Lab, certs: &certs::Certs, trust_ca: bool) {
     }
 }
 
+/// `status --format json` on node 0: its exit code and the report.
+fn status_json(lab: &Lab) -> (Option<i32>, serde_json::Value) {
+    let out = lab.agent(0, &["status", "--format", "json"]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), report)
+}
+
 /// Runs the agent on node 0 until it names `row`, or panics at the deadline with its last words.
 fn agent_until_row(lab: &Lab, row: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -128,10 +136,37 @@ fn a_tls_cluster_is_verified_with_its_own_ca() {
         "existing"
     );
 
+    // `status` over the same verified TLS: every member healthy, on https.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let (code, s) = status_json(&lab);
+        if code == Some(0) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {s:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{s:#}");
+    for m in members {
+        assert_eq!(m["healthy"], true, "{m:#}");
+        assert!(
+            m["client_urls"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("https://")
+        );
+    }
+
     // Without the cluster's CA the system roots do not vouch for etcd: no answer.
     configure_tls(&lab, &certs, false);
     let err = stderr(&lab.agent_ok(0));
     assert!(err.contains("row=\"restart-unreachable\""), "{err}");
+    // And status says no member answered, naming the certificate it could not verify.
+    let (code, s) = status_json(&lab);
+    assert_eq!(code, Some(2), "{s:#}");
+    let answer = s["unreachable"][0]["answer"].as_str().unwrap();
+    assert!(answer.contains("etcd_client.ca_file"), "{s:#}");
     assert!(
         lab.etcd_log(1).contains("ready to serve client requests"),
         "etcd was up all along"

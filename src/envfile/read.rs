@@ -12,6 +12,8 @@ use crate::member::Scheme;
 pub struct Written {
     pub my_peer: String,
     pub endpoints: Vec<String>,
+    /// `ETCD_INITIAL_CLUSTER` as written: each member's name and peer URL, this node's included.
+    pub peers: Vec<(String, String)>,
 }
 
 pub fn read_written(path: &Path, spec: &ClusterSpec) -> Result<Written, Failure> {
@@ -48,15 +50,21 @@ fn parse(text: &str, client_scheme: Scheme, client_port: u16) -> Result<Written,
         .split(',')
         .map(str::to_owned)
         .collect();
+    let mut peers = Vec::new();
     for pair in get(key::INITIAL_CLUSTER)?.split(',') {
-        let peer_url = pair.split_once('=').map_or(pair, |(_, u)| u);
+        let (name, peer_url) = pair.split_once('=').unwrap_or(("", pair));
         if let Some(host) = crate::member::host_of(peer_url)
             && peer_url != my_peer
         {
             endpoints.push(format!("{client_scheme}://{host}:{client_port}"));
         }
+        peers.push((name.to_owned(), peer_url.to_owned()));
     }
-    Ok(Written { my_peer, endpoints })
+    Ok(Written {
+        my_peer,
+        endpoints,
+        peers,
+    })
 }
 
 #[cfg(test)]
@@ -79,6 +87,7 @@ mod tests {
                 "http://[fd00::3]:2379"
             ]
         );
+        assert_eq!(w.peers[2], ("c".into(), "http://[fd00::3]:2380".into()));
         assert_eq!(
             parse("ETCD_NAME=a\n", Scheme::Http, 2379).err(),
             Some(key::INITIAL_ADVERTISE_PEER_URLS)

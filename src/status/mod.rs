@@ -5,9 +5,14 @@
 //!
 //! `gather` asks (the I/O); `judge` turns what was asked into the verdict (pure, tested here).
 
+mod learners;
+mod peer_port;
 mod text;
 
+pub use peer_port::PeerPort;
 pub use text::text;
+
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -32,6 +37,9 @@ pub struct Status {
     pub alarms: Vec<Alarm>,
     /// When no member list could be had: each endpoint this node knows, and what it said.
     pub unreachable: Vec<Endpoint>,
+    /// What the peer port says of each member that gave no status (of every member this node's
+    /// env file names, when no member list could be had): etcd, a waiting agent, or nothing.
+    pub peer_ports: Vec<PeerPort>,
     /// This machine's agent's last run (`outcome.json`), as written.
     pub last_run: Option<serde_json::Value>,
 }
@@ -74,6 +82,8 @@ pub struct Member {
     pub db_size: Option<u64>,
     pub db_size_in_use: Option<u64>,
     pub version: Option<String>,
+    /// For a learner: how long it has been one, in seconds (docs/status.md says from when).
+    pub learner_for_seconds: Option<u64>,
     /// Why it gave no status, when it did not.
     pub error: Option<String>,
 }
@@ -90,8 +100,14 @@ pub struct Endpoint {
     pub answer: String,
 }
 
-/// Asks the cluster, through this node's etcd first and then its peers'.
-pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Failure> {
+/// Asks the cluster, through this node's etcd first and then its peers'. `now` is Unix seconds;
+/// a learner for `learner_grace` or longer makes the cluster degraded.
+pub async fn gather(
+    settings: &Settings,
+    etcd: &EtcdClient,
+    now: u64,
+    learner_grace: Duration,
+) -> Result<Status, Failure> {
     let written = read_written(&settings.env_file, &settings.cluster)?;
     let last_run = crate::outcome::read_last(&settings.outcome_file);
     let mut unreachable = Vec::new();
@@ -117,49 +133,20 @@ pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Fa
         members: Vec::new(),
         alarms: Vec::new(),
         unreachable: Vec::new(),
+        peer_ports: Vec::new(),
         last_run,
     };
     let Some((endpoint, view)) = answered else {
         status.unreachable = unreachable;
-        return Ok(judge(status));
+        // Without a member list, the env file's members are all there is to ask.
+        let mut looks = tokio::task::JoinSet::new();
+        for (i, (name, url)) in written.peers.into_iter().enumerate() {
+            let etcd = etcd.clone();
+            looks.spawn(async move { (i, peer_port::look(&etcd, &name, &url).await) });
+        }
+        status.peer_ports = in_order(looks.join_all().await);
+        return Ok(judge(status, learner_grace));
     };
-    for m in &view.members {
-        let mut member = Member {
-            name: m.name.clone(),
-            id: format!("{:x}", m.id),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: m.client_urls.clone(),
-            learner: m.is_learner,
-            started: m.has_started(),
-            healthy: false,
-            leader: false,
-            raft_index: None,
-            behind_leader: None,
-            db_size: None,
-            db_size_in_use: None,
-            version: None,
-            error: None,
-        };
-        for url in &m.client_urls {
-            match etcd.status(url).await {
-                Ok(s) => {
-                    member.healthy = etcd.healthy(url).await.unwrap_or(false);
-                    member.leader = s.leader == m.id;
-                    member.raft_index = Some(s.raft_index);
-                    member.db_size = Some(s.db_size);
-                    member.db_size_in_use = Some(s.db_size_in_use);
-                    member.version = Some(s.version);
-                    member.error = None;
-                    break;
-                }
-                Err(e) => member.error = Some(e.to_string()),
-            }
-        }
-        if !member.started {
-            member.error = Some("not started yet (added, never ran)".into());
-        }
-        status.members.push(member);
-    }
     status.alarms = etcd
         .alarms(&endpoint)
         .await
@@ -170,15 +157,125 @@ pub async fn gather(settings: &Settings, etcd: &EtcdClient) -> Result<Status, Fa
             alarm,
         })
         .collect();
+    // etcd's `/health` says false while any alarm is raised, whatever the member's state: then
+    // a member that reports a leader is healthy, and the alarm is named on its own.
+    let alarmed = !status.alarms.is_empty();
+    // Every member is asked at once: a member that does not answer costs one timeout, not one
+    // a member.
+    let mut looks = tokio::task::JoinSet::new();
+    for (i, m) in view.members.iter().cloned().enumerate() {
+        let etcd = etcd.clone();
+        looks.spawn(async move { (i, look(&etcd, m, alarmed).await) });
+    }
+    let mut memory = learners::Memory::load(&settings.outcome_file);
+    // This machine's own join, when the last run here made it a learner.
+    let joined = status
+        .last_run
+        .as_ref()
+        .filter(|r| r["learner"] == true)
+        .and_then(|r| r["finished_at"].as_u64());
+    for (member, peer_port) in in_order(looks.join_all().await) {
+        let mut member = member;
+        if member.learner {
+            let mine = member.peer_urls.contains(&written.my_peer);
+            let since = memory.since(&member.id, now, joined.filter(|_| mine));
+            member.learner_for_seconds = Some(now.saturating_sub(since));
+        }
+        status.members.push(member);
+        status.peer_ports.extend(peer_port);
+    }
+    let learner_ids: Vec<&str> = status
+        .members
+        .iter()
+        .filter(|m| m.learner)
+        .map(|m| m.id.as_str())
+        .collect();
+    memory.keep_only(&learner_ids);
     status.cluster_id = Some(format!("{:x}", view.cluster_id));
     status.cluster_version = etcd.cluster_version(&endpoint).await.ok();
-    Ok(judge(status))
+    Ok(judge(status, learner_grace))
+}
+
+/// One member: its status and health from its client URLs, and, when it gives none, what its
+/// peer port says.
+async fn look(
+    etcd: &EtcdClient,
+    m: crate::decide::EtcdMember,
+    alarmed: bool,
+) -> (Member, Option<PeerPort>) {
+    let mut member = Member {
+        name: m.name.clone(),
+        id: format!("{:x}", m.id),
+        peer_urls: m.peer_urls.clone(),
+        client_urls: m.client_urls.clone(),
+        learner: m.is_learner,
+        started: m.has_started(),
+        healthy: false,
+        leader: false,
+        raft_index: None,
+        behind_leader: None,
+        db_size: None,
+        db_size_in_use: None,
+        version: None,
+        learner_for_seconds: None,
+        error: None,
+    };
+    for url in &m.client_urls {
+        match etcd.status(url).await {
+            Ok(s) => {
+                member.healthy = if alarmed {
+                    s.leader != 0
+                } else {
+                    etcd.healthy(url).await.unwrap_or(false)
+                };
+                member.leader = s.leader == m.id;
+                member.raft_index = Some(s.raft_index);
+                member.db_size = Some(s.db_size);
+                member.db_size_in_use = Some(s.db_size_in_use);
+                member.version = Some(s.version);
+                member.error = None;
+                break;
+            }
+            Err(e) => member.error = Some(e.to_string()),
+        }
+    }
+    if !member.started {
+        member.error = Some("not started yet (added, never ran)".into());
+    }
+    let peer_port = match m.peer_urls.first() {
+        Some(url) if member.raft_index.is_none() => {
+            let name = if m.name.is_empty() {
+                &member.id
+            } else {
+                &m.name
+            };
+            Some(peer_port::look(etcd, name, url).await)
+        }
+        _ => None,
+    };
+    (member, peer_port)
+}
+
+/// An age in the largest units that say it: `45s`, `12m`, `2h05m`.
+pub fn age_words(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Results of tasks that carry their index, back in that order.
+fn in_order<T>(mut done: Vec<(usize, T)>) -> Vec<T> {
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The verdict and the problems, from what was gathered: no member list, or fewer healthy
-/// voters than a quorum, is `no_quorum`; any member not healthy, a learner, or an alarm is
-/// `degraded`.
-pub fn judge(mut s: Status) -> Status {
+/// voters than a quorum, is `no_quorum`; any member not healthy, a learner for `learner_grace`
+/// or longer, or an alarm is `degraded`. A learner younger than that is catching up, as every
+/// joining machine does (it is promoted once in sync): shown, not a problem.
+pub fn judge(mut s: Status, learner_grace: Duration) -> Status {
     s.problems.clear();
     if s.cluster_id.is_none() {
         s.verdict = Verdict::NoQuorum;
@@ -208,10 +305,14 @@ pub fn judge(mut s: Status) -> Status {
                 m.id,
                 m.error.as_deref().unwrap_or("it does not see a leader")
             ));
-        } else if m.learner {
+        } else if let Some(age) = m
+            .learner_for_seconds
+            .filter(|&a| a >= learner_grace.as_secs())
+        {
             s.problems.push(format!(
-                "member {who} ({}) is a learner, not promoted yet (etcd-bootstrap-promote.service on its machine promotes it once it has caught up)",
-                m.id
+                "member {who} ({}) is still a learner after {}: see etcd-bootstrap-promote.service on its machine (it promotes the learner once it has caught up)",
+                m.id,
+                age_words(age)
             ));
         }
     }
@@ -255,21 +356,36 @@ mod tests {
             db_size: None,
             db_size_in_use: None,
             version: None,
+            learner_for_seconds: learner.then_some(600),
             error: (!healthy).then(|| "connection refused".into()),
         }
     }
 
+    const GRACE: Duration = Duration::from_secs(600);
+
     fn cluster(members: Vec<Member>, alarms: Vec<Alarm>) -> Status {
-        judge(Status {
-            verdict: Verdict::Healthy,
-            problems: Vec::new(),
-            cluster_id: Some("c1".into()),
-            cluster_version: Some("3.5.0".into()),
-            members,
-            alarms,
-            unreachable: Vec::new(),
-            last_run: None,
-        })
+        judge(
+            Status {
+                verdict: Verdict::Healthy,
+                problems: Vec::new(),
+                cluster_id: Some("c1".into()),
+                cluster_version: Some("3.5.0".into()),
+                members,
+                alarms,
+                unreachable: Vec::new(),
+                peer_ports: Vec::new(),
+                last_run: None,
+            },
+            GRACE,
+        )
+    }
+
+    #[test]
+    fn ages_in_words() {
+        assert_eq!(
+            [0, 59, 60, 3599, 3600, 7500].map(age_words),
+            ["0s", "59s", "1m", "59m", "1h00m", "2h05m"]
+        );
     }
 
     #[test]
@@ -310,8 +426,18 @@ mod tests {
             }],
         );
         assert_eq!(s.verdict, Verdict::Degraded);
-        assert!(s.problems[0].contains("is a learner, not promoted yet"));
+        assert_eq!(
+            s.problems[0],
+            "member dddd (4) is still a learner after 10m: see etcd-bootstrap-promote.service on its machine (it promotes the learner once it has caught up)"
+        );
         assert_eq!(s.problems[1], "alarm NOSPACE raised by member 1");
+
+        // A learner younger than the grace is catching up, as every joining machine does.
+        let mut young = member("dddd", true, true, false, 3);
+        young.learner_for_seconds = Some(599);
+        let s = cluster(vec![member("a", true, false, true, 10), young], Vec::new());
+        assert_eq!(s.verdict, Verdict::Healthy, "{:?}", s.problems);
+        assert_eq!(s.members[1].behind_leader, Some(7));
 
         let s = cluster(
             vec![

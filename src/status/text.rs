@@ -1,7 +1,7 @@
 //! `status` for people: the verdict, why, one aligned line a member, the alarms and this
 //! machine's last run. Colour only on a terminal, and never with `NO_COLOR` set.
 
-use super::{Status, Verdict};
+use super::{Status, Verdict, age_words};
 
 pub fn text(s: &Status, colour: bool) -> String {
     let paint = |code: &str, t: &str| {
@@ -54,7 +54,11 @@ pub fn text(s: &Status, colour: bool) -> String {
                     m.name.clone()
                 },
                 m.id.clone(),
-                if m.learner { "learner" } else { "voter" }.into(),
+                match m.learner_for_seconds {
+                    Some(age) => format!("learner {}", age_words(age)),
+                    None if m.learner => "learner".into(),
+                    None => "voter".into(),
+                },
                 if !m.started {
                     "not started".into()
                 } else if m.healthy {
@@ -90,6 +94,12 @@ pub fn text(s: &Status, colour: bool) -> String {
     }
     for e in &s.unreachable {
         out += &format!("  {}: {}\n", e.url, e.answer);
+    }
+    if !s.peer_ports.is_empty() {
+        out += "peer ports:\n";
+        for p in &s.peer_ports {
+            out += &format!("  {} {}: {}\n", p.name, p.peer_url, p.detail);
+        }
     }
     if let Some(run) = &s.last_run {
         let field = |k: &str| run.get(k).and_then(|v| v.as_str()).unwrap_or("-");

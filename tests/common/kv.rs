@@ -46,17 +46,27 @@ impl Kv {
     }
 
     pub fn put(&self, endpoint: &str, key: &str, value: &str) {
+        if let Err(e) = self.try_put(endpoint, key, value) {
+            panic!("put {key} through {endpoint}: {e}");
+        }
+    }
+
+    /// A put, and etcd's refusal in its own words when it refuses.
+    pub fn try_put(&self, endpoint: &str, key: &str, value: &str) -> Result<(), String> {
         let body = serde_json::json!({ "key": b64(key), "value": b64(value) });
-        let r = self.rt.block_on(
-            self.http
+        self.rt.block_on(async {
+            let r = self
+                .http
                 .post(format!("{endpoint}/v3/kv/put"))
                 .json(&body)
-                .send(),
-        );
-        assert!(
-            r.is_ok_and(|r| r.status().is_success()),
-            "put {key} through {endpoint}"
-        );
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status().is_success() {
+                return Ok(());
+            }
+            Err(r.text().await.unwrap_or_default())
+        })
     }
 
     /// The value's base64, as the gateway returns it.
