@@ -63,6 +63,8 @@ impl Kind {
 pub struct Failure {
     pub kind: Kind,
     pub message: String,
+    /// The decision table's row, when the run failed because a row refused.
+    pub row: Option<&'static str>,
 }
 
 impl Failure {
@@ -70,6 +72,15 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            row: None,
+        }
+    }
+
+    /// The refusal of a row of the decision table (exit 79), kept in the outcome record.
+    pub fn refused(row: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            row: Some(row),
+            ..Failure::new(Kind::Unsafe, message)
         }
     }
 }

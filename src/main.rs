@@ -330,6 +330,7 @@ fn record(agent: &Agent, result: &Result<Done, Failure>, took: Duration) -> outc
         }
         Err(f) => {
             record.result = "failed";
+            record.row = f.row;
             record.exit_code = f.kind.exit_code();
             record.reason = f.message.clone();
         }

@@ -25,6 +25,9 @@ pub fn text(plan: &Plan, env: Option<&str>) -> String {
         .map(|i| obs.candidates[i].name.to_string())
         .unwrap_or_else(|| "(not identified)".into());
     out += &format!("this node: {me}\ndata dir: {}\n", data_word(obs));
+    if let Some(line) = versions_line(obs) {
+        out += &line;
+    }
     match &obs.source.fallback_because {
         Some(why) => {
             out += &format!(
@@ -102,6 +105,7 @@ pub fn write_json(
         this_node: obs.me.map(|i| &obs.candidates[i].name),
         data_dir: obs.data,
         data_wal: obs.wal.as_ref(),
+        local_etcd: obs.local_etcd.as_ref(),
         discovered: obs.candidates.iter().map(JsonCandidate::from).collect(),
         probes: &obs.probes,
         steps: steps
@@ -128,6 +132,9 @@ struct JsonPlan<'a> {
     /// Whose data it is, from the write-ahead log (ids in hex, as etcd logs them).
     #[serde(skip_serializing_if = "Option::is_none")]
     data_wal: Option<&'a crate::datadir::WalInfo>,
+    /// The etcd this machine would start (`etcd.binary` and its version), when it was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_etcd: Option<&'a crate::decide::LocalEtcd>,
     discovered: Vec<JsonCandidate<'a>>,
     probes: &'a [Probe],
     steps: Vec<JsonStep<'a>>,
@@ -178,12 +185,45 @@ fn data_word(obs: &Observation) -> String {
     }
 }
 
+/// This machine's etcd, and whether the answering members span two minor lines (an upgrade in
+/// progress, which etcd allows; the `version` row refuses what it does not).
+fn versions_line(obs: &Observation) -> Option<String> {
+    let local = obs.local_etcd.as_ref()?;
+    let mut lines: Vec<(u32, u32)> = obs
+        .probes
+        .iter()
+        .filter_map(|p| match &p.answer {
+            PeerAnswer::Answered(v) => v.server_version.map(|s| s.line()),
+            _ => None,
+        })
+        .chain([local.version.line()])
+        .collect();
+    lines.sort();
+    lines.dedup();
+    let upgrade = match lines[..] {
+        [(a, b), (c, d)] => format!(
+            "; members on {a}.{b} and {c}.{d}: an upgrade in progress, which etcd allows one minor version at a time"
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        "etcd here: {} {}{upgrade}\n",
+        local.binary, local.version
+    ))
+}
+
 fn answer_word(a: &PeerAnswer) -> String {
     match a {
         PeerAnswer::Answered(v) => format!(
-            "cluster {:x} answered with {} members",
+            "cluster {:x} answered with {} members{}",
             v.cluster_id,
-            v.members.len()
+            v.members.len(),
+            match (v.cluster_version, v.server_version) {
+                (Some(c), Some(s)) =>
+                    format!(" (cluster version {}.{}, its etcd {s})", c.major, c.minor),
+                (None, Some(s)) => format!(" (cluster version not decided yet, its etcd {s})"),
+                _ => String::new(),
+            }
         ),
         PeerAnswer::Refused => "nothing listens".into(),
         PeerAnswer::Forming { members } => format!("bootstrapping with {} members", members.len()),

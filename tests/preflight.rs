@@ -74,7 +74,8 @@ impl Files {
 
 /// One machine (a cluster of one, so the run gets as far as writing the env file), https on
 /// both ports with `files`, a previous env file in place.
-fn lab_with(block: u8, files: &Files, extra: &str) -> Lab {
+/// `etcd_lines`: more `[etcd]` settings.
+fn lab_with(block: u8, files: &Files, etcd_lines: &str) -> Lab {
     let lab = Lab::new(etcd34(), block, 1, 1);
     lab.configure_all();
     let (ca, cert, key) = (
@@ -85,16 +86,20 @@ fn lab_with(block: u8, files: &Files, extra: &str) -> Lab {
     let tls = format!(
         "[tls]\ncert_file = \"{c}\"\nkey_file = \"{k}\"\ntrusted_ca_file = \"{a}\"\n\
          peer_cert_file = \"{c}\"\npeer_key_file = \"{k}\"\npeer_trusted_ca_file = \"{a}\"\n\
-         peer_client_cert_auth = true\nclock_sync_wait = \"0s\"\n{extra}",
+         peer_client_cert_auth = true\nclock_sync_wait = \"0s\"\n",
         c = cert.display(),
         k = key.display(),
         a = ca.display()
     );
     let path = lab.nodes[0].config();
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[cluster]\n",
-        "[cluster]\npeer_scheme = \"https\"\nclient_scheme = \"https\"\n",
-    ) + &tls;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "[cluster]\n",
+            "[cluster]\npeer_scheme = \"https\"\nclient_scheme = \"https\"\n",
+        )
+        .replace("[etcd]\n", &format!("[etcd]\n{etcd_lines}"))
+        + &tls;
     std::fs::write(path, text).unwrap();
     std::fs::write(lab.nodes[0].env_file(), PREVIOUS_ENV).unwrap();
     lab
@@ -204,7 +209,7 @@ fn a_key_that_etcds_user_cannot_read_is_refused() {
     let (cert, key) = member(&ca, &["127.0.0.1"], (2020, 2090));
     let files = Files::write(&ca.pem(), &cert, &key);
     // The key is root's, mode 0600 (the tests run as root); etcd runs as `nobody` here.
-    let line = refused(&lab_with(74, &files, "[etcd]\nuser = \"nobody\"\n"));
+    let line = refused(&lab_with(74, &files, "user = \"nobody\"\n"));
     assert!(
         line.contains(&format!(
             "tls.key_file {} cannot be read by nobody, the user etcd runs as (Permission denied (os error 13)); make it readable by nobody",

@@ -108,13 +108,9 @@ fn lose(mut lab: Lab, survivor: usize, lost: [usize; 2], extra: &str) -> Loss {
     let replacements = [4, 5].map(|last| lab.add_node(&format!("{prefix}.{last}")));
     let machines = [survivor, replacements[0], replacements[1]];
     lab.cluster_extra = extra.to_owned();
+    // The recovery start runs etcd itself: `etcd.binary`, which every config names.
     for i in machines {
         lab.configure(i, &machines);
-        // The recovery start runs etcd itself.
-        let config = lab.nodes[i].config();
-        let text = std::fs::read_to_string(&config).unwrap();
-        let binary = format!("\n[etcd]\nbinary = \"{}\"\n", lab.etcd.bin.display());
-        std::fs::write(&config, text + &binary).unwrap();
     }
     Loss {
         lab,
@@ -141,14 +137,13 @@ const RECOVER: &str = "recover_lost_quorum = true\n";
 
 fn recovered(loss: Loss) {
     let Loss {
-        mut lab,
+        lab,
         survivor: s,
         replacements: [r1, r2],
     } = loss;
-    let all = [s, r1, r2];
     let data = lab.nodes[s].data_dir();
     let before = dir_snapshot(&data);
-    let mut replacements: Vec<(usize, Child)> = [r1, r2]
+    let replacements: Vec<(usize, Child)> = [r1, r2]
         .into_iter()
         .map(|i| (i, lab.agent_spawn(i, &[])))
         .collect();
@@ -200,6 +195,18 @@ fn recovered(loss: Loss) {
     };
     assert_eq!(rel(dir_snapshot(&copy), &copy), rel(before, &data));
 
+    joined_after_recovery(lab, s, [r1, r2], replacements);
+}
+
+/// After the survivor's recovery run: etcd.service starts the cluster of one, the replacements
+/// (whose agents are running) join it, and every member serves the survivor's data.
+fn joined_after_recovery(
+    mut lab: Lab,
+    s: usize,
+    [r1, r2]: [usize; 2],
+    mut replacements: Vec<(usize, Child)>,
+) {
+    let all = [s, r1, r2];
     // etcd.service starts the cluster of one. A replacement may add itself at once, which
     // leaves it without a quorum until that replacement's etcd starts: as under systemd, each
     // replacement's etcd starts as soon as its agent has written its file.
@@ -255,6 +262,63 @@ fn recovered(loss: Loss) {
     assert!(!err.contains("force-new-cluster"), "{err}");
     lab.start_etcd(s);
     lab.wait_healthy(&all, 3);
+}
+
+/// The case issue #22 reports: a 3.5 cluster's survivor recovers with Debian's etcd 3.4 as
+/// `etcd.binary`. That start writes its forced membership changes into the 3.5 log, refuses the
+/// data and exits, and the run fails. The next run (etcd 3.5 now) never starts the data as that
+/// start left it: it puts the copy from before back first, then recovers from it, and the
+/// replacements join.
+#[test]
+fn a_recovery_start_that_failed_is_undone_before_the_next_run() {
+    let Loss {
+        mut lab,
+        survivor: s,
+        replacements: [r1, r2],
+    } = lose_two_of_three(etcd35(), 93, RECOVER);
+    let data = lab.nodes[s].data_dir();
+    let replacements: Vec<(usize, Child)> = [r1, r2]
+        .into_iter()
+        .map(|i| (i, lab.agent_spawn(i, &[])))
+        .collect();
+
+    lab.nodes[s].bin = Some(etcd34().bin);
+    lab.configure(s, &[s, r1, r2]);
+    let out = lab.agent(s, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains("during the recovery start with --force-new-cluster"),
+        "{err}"
+    );
+    let marker = std::path::PathBuf::from(format!("{}.recovery-started", data.display()));
+    assert!(marker.exists(), "the unfinished recovery is remembered");
+
+    lab.nodes[s].bin = None;
+    lab.configure(s, &[s, r1, r2]);
+    let out = lab.agent_ok(s);
+    let err = stderr(&out);
+    assert!(
+        err.contains("did not finish: put the data dir back as it was before it (from "),
+        "{err}"
+    );
+    assert!(
+        err.contains("the recovery start served as a cluster of one and took its snapshot"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "a recovery that served is done");
+    let failed = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("data.failed-recovery-"))
+        .expect("what the failed start left is kept beside the data dir");
+    assert_ne!(
+        dir_snapshot(&failed).len(),
+        0,
+        "the failed start's data dir is kept whole"
+    );
+    joined_after_recovery(lab, s, [r1, r2], replacements);
 }
 
 fn without_the_setting_a_lost_quorum_is_only_reported(etcd: Etcd, block: u8) {

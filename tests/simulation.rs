@@ -195,6 +195,7 @@ impl World {
             join_as_learner: false,
             replace_stale_data: false,
             recover_lost_quorum: recover,
+            allow_upgrade_below_floor: false,
             bootstrap_settle: settle.map(std::time::Duration::from_secs),
         };
         let mut w = World {
@@ -311,6 +312,8 @@ impl World {
             // A cluster without quorum right now does not answer linearizable member lists.
             Some(t) if Self::quorum_started(c) || self.machines[i].added_to == Some(cluster) => {
                 PeerAnswer::Answered(ClusterView {
+                    cluster_version: None,
+                    server_version: None,
                     cluster_id: cluster,
                     members,
                     settled: self.now > t,
@@ -473,6 +476,7 @@ impl World {
             wal,
             probes,
             undiscovered_alive: alive,
+            local_etcd: None,
         })
     }
 

@@ -89,6 +89,7 @@ impl Lab {
         let text = format!(
             "[cluster]\nsize = {size}\ntoken = \"bench\"\ndata_dir = \"{dir}/data\"\n{settle}\n\
              [output]\nenv_file = \"{dir}/etcd.env\"\n\n\
+             [etcd]\nbinary = \"{etcd}\"\n\n\
              [discovery]\ntimeout = \"5m\"\n{provider}\
              api_url = \"{api}\"\nmetadata_url = \"{metadata}\"\nca_file = \"{ca}\"\n",
             size = s.size,
@@ -96,6 +97,7 @@ impl Lab {
             api = self.mock.api_url,
             metadata = self.mock.metadata_of(s.me.id),
             ca = self.ca.display(),
+            etcd = crate::formation::etcd_bin().display(),
         );
         let path = s.dir.join("config.toml");
         std::fs::write(&path, text).expect("agent config");

@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         join_as_learner: false,
         replace_stale_data: false,
         recover_lost_quorum: false,
+        allow_upgrade_below_floor: false,
         bootstrap_settle: None,
     };
     let ic = vec![(name.clone(), url(Scheme::Https, &host, 2380))];

@@ -74,6 +74,9 @@ pub struct ClusterSpec {
     /// Opt-in: when a majority of the members is gone for good, the freshest survivor starts
     /// once with `--force-new-cluster` (docs/recovery.md).
     pub recover_lost_quorum: bool,
+    /// Opt-in: let this node join or restart beside members below the patch release an upgrade
+    /// to the next minor needs (etcd::version::UPGRADE_FLOORS; docs/versions.md).
+    pub allow_upgrade_below_floor: bool,
     /// Off (`None`, the default): a new cluster needs every other member's agent to vouch for an
     /// empty data dir. Set: the old fallback for fleets whose agents cannot reach each other's
     /// peer port, a member that stays silent this long counts as empty, which is wrong for a
@@ -175,6 +178,7 @@ impl Settings {
             join_as_learner: c.join_as_learner.unwrap_or(true),
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
             recover_lost_quorum: c.recover_lost_quorum.unwrap_or(false),
+            allow_upgrade_below_floor: c.allow_upgrade_below_floor.unwrap_or(false),
             bootstrap_settle: match c.bootstrap_settle.as_deref() {
                 None | Some("off") => None,
                 Some(v) => Some(dur("cluster.bootstrap_settle", Some(v), "")?),

@@ -55,6 +55,7 @@ pub struct RawCluster {
     pub join_as_learner: Option<bool>,
     pub replace_stale_data: Option<bool>,
     pub recover_lost_quorum: Option<bool>,
+    pub allow_upgrade_below_floor: Option<bool>,
     pub bootstrap_settle: Option<String>,
 }
 

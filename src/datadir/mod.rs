@@ -2,6 +2,7 @@
 //! read from the write-ahead log without etcd running, see `wal.rs`). Nothing here writes but
 //! `move_aside`, which renames and never deletes.
 
+pub mod recovery_mark;
 pub mod snap;
 pub mod wal;
 

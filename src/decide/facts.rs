@@ -2,6 +2,7 @@
 
 use crate::config::ClusterSpec;
 use crate::datadir::DataDir;
+pub use crate::etcd::version::EtcdVersion;
 use crate::member::{Candidate, MemberName};
 
 /// A member as etcd's member API reports it.
@@ -32,6 +33,12 @@ pub struct ClusterView {
     /// The cluster version is decided. For its first seconds a cluster reports `not_decided`, and
     /// etcd refuses to join such a cluster ("incompatible with current running cluster").
     pub settled: bool,
+    /// The cluster version it reports (`etcdcluster` of `/version`), once decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<EtcdVersion>,
+    /// The answering member's own etcd (`etcdserver` of `/version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<EtcdVersion>,
 }
 
 /// What probing one peer told us.
@@ -185,4 +192,13 @@ pub struct Facts<'a> {
     pub dead_before: &'a [u64],
     /// This run already copied the data dir aside for a lost-quorum recovery.
     pub data_copied: bool,
+    /// The etcd this machine would start, when it was asked (only once a cluster answers).
+    pub local_etcd: Option<&'a LocalEtcd>,
+}
+
+/// The etcd binary this machine starts (`etcd.binary`) and the version it reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LocalEtcd {
+    pub binary: String,
+    pub version: EtcdVersion,
 }

@@ -30,12 +30,14 @@ mod recovery;
 mod session;
 #[cfg(test)]
 mod tests;
+mod version;
 mod vouching;
 
 pub use crate::datadir::DataDir;
 pub use cluster::{dead_ids, dead_members};
 pub use facts::{
-    BootstrapMember, ClusterView, EtcdMember, Facts, PeerAnswer, Probe, Vouch, VouchedData,
+    BootstrapMember, ClusterView, EtcdMember, EtcdVersion, Facts, LocalEtcd, PeerAnswer, Probe,
+    Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
@@ -61,6 +63,7 @@ pub enum Row {
     Join,
     Bootstrap,
     Recover,
+    Version,
     Wait,
 }
 
@@ -75,6 +78,7 @@ impl Row {
             Row::Join => "join",
             Row::Bootstrap => "bootstrap",
             Row::Recover => "recover",
+            Row::Version => "version",
             Row::Wait => "wait",
         }
     }
@@ -184,6 +188,11 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
     };
 
     if let Some(o) = foreign_data(f, &my_url, view) {
+        return o;
+    }
+    // Before any membership change and any start beside a running cluster: an etcd that the
+    // cluster's version rules would refuse is refused here, while nothing has changed yet.
+    if let Some(o) = view.and_then(|v| version::guard(f, v)) {
         return o;
     }
 

@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::{
-    Action, DataDir, Decision, EtcdMember, Facts, Outcome, PeerAnswer, Probe, Prune, Row, Vouch,
-    VouchedData, bootstrap_set, dead_ids, decide, prune,
+    Action, DataDir, Decision, EtcdMember, Facts, LocalEtcd, Outcome, PeerAnswer, Probe, Prune,
+    Row, Vouch, VouchedData, bootstrap_set, dead_ids, decide, prune,
 };
 use crate::config::ClusterSpec;
 use crate::datadir::WalInfo;
@@ -50,6 +50,9 @@ pub struct Observation {
     pub probes: Vec<Probe>,
     /// Members no discovered machine owns that answered on their own client URL.
     pub undiscovered_alive: Vec<u64>,
+    /// The etcd this machine would start, once a cluster answered or the data dir holds a
+    /// member (asking costs an `etcd --version`, which a first boot does without).
+    pub local_etcd: Option<LocalEtcd>,
 }
 
 /// What one run remembers between looks. `now` is any clock that only moves forward (the run
@@ -181,6 +184,7 @@ impl Session {
             undiscovered_alive: &obs.undiscovered_alive,
             dead_before: &self.dead_before,
             data_copied: self.data_copied,
+            local_etcd: obs.local_etcd.as_ref(),
         }
     }
 

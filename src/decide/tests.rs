@@ -17,6 +17,7 @@ fn spec(size: usize) -> ClusterSpec {
         join_as_learner: false,
         replace_stale_data: false,
         recover_lost_quorum: false,
+        allow_upgrade_below_floor: false,
         bootstrap_settle: None,
     }
 }
@@ -50,6 +51,8 @@ fn view(members: Vec<EtcdMember>) -> ClusterView {
         cluster_id: 0xc1,
         members,
         settled: true,
+        cluster_version: None,
+        server_version: None,
     }
 }
 
@@ -71,6 +74,7 @@ struct World {
     alive: Vec<u64>,
     dead_before: Vec<u64>,
     data_copied: bool,
+    local_etcd: Option<LocalEtcd>,
 }
 
 /// What machine `i`'s agent says when its data dir is empty and it has discovered `n` machines
@@ -121,6 +125,7 @@ impl World {
             alive: Vec::new(),
             // Dead-member rules other than the confirmation are tested with it already done.
             dead_before: (100..120).collect(),
+            local_etcd: None,
             data_copied: false,
         }
     }
@@ -166,6 +171,7 @@ impl World {
             wal: self.wal.clone(),
             probes: self.probes.clone(),
             undiscovered_alive: self.alive.clone(),
+            local_etcd: self.local_etcd.clone(),
         }
     }
     fn facts(&self) -> Facts<'_> {
@@ -187,6 +193,7 @@ impl World {
             undiscovered_alive: &self.alive,
             dead_before: &self.dead_before,
             data_copied: self.data_copied,
+            local_etcd: self.local_etcd.as_ref(),
         }
     }
 }
@@ -1080,4 +1087,107 @@ fn regression_plan_shows_what_the_run_does_with_an_old_self_and_a_dead_member() 
     };
     assert_eq!(ran, shown_steps);
     assert_eq!((last.row, last.decision), (shown.row, shown.decision));
+}
+
+/// The reason of the `version` row's refusal in `w`.
+fn refusal(w: World) -> String {
+    let o = w.decide();
+    assert_eq!(
+        (o.row, &o.decision),
+        (Row::Version, &Decision::Refuse),
+        "{}",
+        o.reason
+    );
+    o.reason
+}
+
+/// A cluster at `cluster` whose answering members run etcd `server`, and this machine's etcd.
+fn versions(cluster: &str, server: &str, local: &str) -> World {
+    let mut v = view(vec![member(1), member(2)]);
+    v.cluster_version = EtcdVersion::parse(cluster);
+    v.server_version = EtcdVersion::parse(server);
+    let mut w = World::new(3, 3).all_answer(v);
+    w.local_etcd = EtcdVersion::parse(local).map(|version| LocalEtcd {
+        binary: "/usr/bin/etcd".into(),
+        version,
+    });
+    w
+}
+
+#[test]
+fn an_etcd_older_than_the_cluster_is_refused_before_any_membership_change() {
+    let o = versions("3.5.0", "3.5.1", "3.4.23").decide();
+    assert_eq!((o.row, &o.decision), (Row::Version, &Decision::Refuse));
+    assert_eq!(
+        o.reason,
+        "cluster c1: it is at cluster version 3.5 and this machine's etcd (/usr/bin/etcd) is 3.4.23: etcd refuses a member older than its cluster, and only after the member is added; install etcd 3.5 or later here (or point etcd.binary at it); nothing was changed (docs/versions.md)"
+    );
+    // Even where the join would first remove a dead member, or reuse an unstarted one.
+    let mut w = versions("3.5.0", "3.5.1", "3.4.23");
+    let mut v = view(vec![member(1), member(2), member(5)]);
+    v.cluster_version = EtcdVersion::parse("3.5.0");
+    w = w.all_answer(v);
+    assert_eq!(w.decide().row, Row::Version);
+    let (steps, _) = w.preview();
+    assert!(steps.is_empty(), "{steps:?}");
+    // And a restart on this machine's data (an etcd swapped for an older one in place).
+    let mut w = versions("3.5.0", "3.5.1", "3.4.23");
+    w.data = DataDir::HasMember;
+    w = w.all_answer({
+        let mut v = view(vec![member(0), member(1), member(2)]);
+        v.cluster_version = EtcdVersion::parse("3.5.0");
+        v
+    });
+    assert_eq!(w.decide().row, Row::Version);
+}
+
+#[test]
+fn an_upgrade_goes_one_minor_version_at_a_time_from_the_floor() {
+    // Members on 3.4 and a 3.5 joining: an upgrade in progress.
+    assert_eq!(versions("3.4.0", "3.4.23", "3.5.1").decide().row, Row::Join);
+    // Same line: the ordinary join.
+    assert_eq!(versions("3.5.0", "3.5.1", "3.5.1").decide().row, Row::Join);
+    // Two minors ahead.
+    assert!(refusal(versions("3.4.0", "3.4.23", "3.6.0")).contains(
+        "etcd-1 runs etcd 3.4.23 and this machine's etcd (/usr/bin/etcd) is 3.6.0: etcd upgrades one minor version at a time; upgrade the members to 3.5 first"
+    ));
+    // 3.5 → 3.6 below 3.5.26: refused unless allowed.
+    let reason = refusal(versions("3.5.0", "3.5.21", "3.6.14"));
+    assert!(reason.contains(
+        "etcd-1 runs 3.5.21, etcd-2 runs 3.5.21 and this machine's etcd (/usr/bin/etcd) is 3.6.14: an upgrade to 3.6 starts only from 3.5.26"
+    ));
+    assert!(reason.contains("cluster.allow_upgrade_below_floor"));
+    let mut w = versions("3.5.0", "3.5.21", "3.6.14");
+    w.spec.allow_upgrade_below_floor = true;
+    assert_eq!(w.decide().row, Row::Join);
+    assert_eq!(
+        versions("3.5.0", "3.5.26", "3.6.14").decide().row,
+        Row::Join
+    );
+    // 3.6 → 3.7 from 3.6.11.
+    assert_eq!(
+        versions("3.6.0", "3.6.10", "3.7.1").decide().row,
+        Row::Version
+    );
+    assert_eq!(versions("3.6.0", "3.6.11", "3.7.1").decide().row, Row::Join);
+}
+
+#[test]
+fn versions_not_known_are_not_guessed_at() {
+    // This machine's etcd could not be asked: etcd checks at its start, as before.
+    assert_eq!(
+        versions("3.5.0", "3.5.1", "unknown").decide().row,
+        Row::Join
+    );
+    // A new cluster reports 3.0 until its leader has heard every member: no rule against anyone.
+    assert_eq!(versions("3.0.0", "3.5.1", "3.5.1").decide().row, Row::Join);
+    assert_eq!(
+        versions("3.0.0", "3.4.23", "3.4.23").decide().row,
+        Row::Join
+    );
+    // A cluster whose version is not decided yet says nothing about versions.
+    assert_eq!(
+        versions("not_decided", "3.5.1", "3.4.23").decide().row,
+        Row::Join
+    );
 }

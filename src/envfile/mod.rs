@@ -186,6 +186,7 @@ mod tests {
             join_as_learner: false,
             replace_stale_data: false,
             recover_lost_quorum: false,
+            allow_upgrade_below_floor: false,
             bootstrap_settle: None,
         }
     }

@@ -6,6 +6,7 @@
 //! Gateway reference: https://etcd.io/docs/v3.5/dev-guide/api_grpc_gateway/
 
 mod probe;
+pub mod version;
 /// etcd's JSON shapes; public for the fuzz targets.
 pub mod wire;
 
@@ -196,6 +197,8 @@ impl EtcdClient {
             cluster_id: r.header.cluster_id,
             members: r.members.into_iter().map(Into::into).collect(),
             settled: true,
+            cluster_version: None,
+            server_version: None,
         };
         Ok((r.member.into(), after))
     }
@@ -277,8 +280,12 @@ impl EtcdClient {
     /// The cluster version as a member sees it (`/version` on its client or peer port):
     /// `not_decided` until a leader has settled it.
     pub async fn cluster_version(&self, base_url: &str) -> Result<String, CallError> {
-        let v: wire::Version = self.get(base_url, "/version").await?;
-        Ok(v.etcdcluster)
+        Ok(self.versions(base_url).await?.etcdcluster)
+    }
+
+    /// `/version` whole: the cluster version and the member's own server version.
+    pub async fn versions(&self, base_url: &str) -> Result<wire::Version, CallError> {
+        self.get(base_url, "/version").await
     }
 
     /// A waiting agent's vouch on a peer port (`src/vouch/`); `None` when the port answers 404,

@@ -4,6 +4,8 @@ use crate::config::ClusterSpec;
 use crate::decide::PeerAnswer;
 use crate::member::Candidate;
 
+use super::version::EtcdVersion;
+
 use super::{CallError, EtcdClient};
 
 /// What `/version` says for `etcdcluster` before a leader has settled the cluster version.
@@ -21,10 +23,11 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
     let peer_url = spec.peer_url(&peer.host);
     let client_err = match client.member_list(&client_url).await {
         Ok(mut view) => {
-            view.settled = client
-                .cluster_version(&client_url)
-                .await
-                .is_ok_and(|v| v != NOT_DECIDED);
+            if let Ok(v) = client.versions(&client_url).await {
+                view.settled = v.etcdcluster != NOT_DECIDED;
+                view.cluster_version = EtcdVersion::parse(&v.etcdcluster);
+                view.server_version = EtcdVersion::parse(&v.etcdserver);
+            }
             return PeerAnswer::Answered(view);
         }
         Err(e) => e,

@@ -56,6 +56,8 @@ impl From<MemberListResponse> for ClusterView {
             cluster_id: r.header.cluster_id,
             members: r.members.into_iter().map(Into::into).collect(),
             settled: false,
+            cluster_version: None,
+            server_version: None,
         }
     }
 }
@@ -65,6 +67,8 @@ impl From<MemberListResponse> for ClusterView {
 pub struct Version {
     #[serde(default)]
     pub etcdcluster: String,
+    #[serde(default)]
+    pub etcdserver: String,
 }
 
 /// etcd 3.5 takes `linearizable`; 3.4 ignores unknown fields. Linearizable matters: a member that

@@ -47,7 +47,8 @@ pub struct Record {
     /// `ok` (the env file was written) or `failed`.
     pub result: &'static str,
     pub exit_code: i32,
-    /// The decision table's row (docs/decisions.md); absent when the run failed before deciding.
+    /// The decision table's row (docs/decisions.md), also of a refusal; absent when the run
+    /// failed before deciding.
     pub row: Option<&'static str>,
     /// `new` or `existing`, when the env file was written.
     pub state: Option<&'static str>,

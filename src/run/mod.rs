@@ -1,7 +1,7 @@
 //! The I/O around the decision core: observe (discover, identify, inspect the data dir, probe
 //! the peers), decide, carry out one step, and again, until etcd can start or the deadline passes.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -10,8 +10,8 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::datadir;
 use crate::decide::{
-    self, Action, Decision, Observation, Outcome, PeerAnswer, Probe, SETTLE_MARGIN, Session,
-    StartPlan,
+    self, Action, DataDir, Decision, LocalEtcd, Observation, Outcome, PeerAnswer, Probe,
+    SETTLE_MARGIN, Session, StartPlan,
 };
 use crate::discovery::{self, DiscoveryError, LocalMachine, Sources};
 use crate::envfile::{self, EtcdEnv};
@@ -23,6 +23,7 @@ use crate::notify;
 use crate::preflight::{self, Checked};
 
 mod force_new;
+mod local_etcd;
 mod voucher_slot;
 
 use voucher_slot::VoucherSlot;
@@ -48,6 +49,8 @@ pub struct Agent {
     /// Time spent listing and asking peers so far, for the outcome record.
     spent_listing: Cell<Duration>,
     spent_probing: Cell<Duration>,
+    /// This machine's etcd, once asked (`None` inside: it could not be told).
+    local_etcd: OnceCell<Option<LocalEtcd>>,
 }
 
 /// What `plan` shows: one look, what a run would do on it, and the preflight checks.
@@ -92,6 +95,7 @@ impl Agent {
             addresses,
             spent_listing: Cell::default(),
             spent_probing: Cell::default(),
+            local_etcd: OnceCell::new(),
         })
     }
 
@@ -136,6 +140,15 @@ impl Agent {
             .undiscovered_alive(&candidates, &probes, data.wal.as_ref())
             .await;
         add_elapsed(&self.spent_probing, probing_started);
+        let cluster_shown = data.dir == DataDir::HasMember
+            || probes
+                .iter()
+                .any(|p| matches!(p.answer, PeerAnswer::Answered(_)));
+        let local_etcd = if cluster_shown {
+            self.local_etcd().await
+        } else {
+            None
+        };
         Ok(Observation {
             source,
             candidates,
@@ -144,7 +157,23 @@ impl Agent {
             wal: data.wal,
             probes,
             undiscovered_alive,
+            local_etcd,
         })
+    }
+
+    /// This machine's etcd, asked once per run. When it cannot be told, etcd's version rules
+    /// are not checked before starting it (etcd checks them itself, later): said once.
+    async fn local_etcd(&self) -> Option<LocalEtcd> {
+        if let Some(known) = self.local_etcd.get() {
+            return known.clone();
+        }
+        let asked = local_etcd::ask(&self.settings.etcd.binary).await;
+        if let Err(e) = &asked {
+            tracing::warn!(
+                "{e}: this machine's etcd version is unknown, so etcd's version rules are not checked before it starts (set etcd.binary to the etcd that etcd.service runs)"
+            );
+        }
+        self.local_etcd.get_or_init(|| asked.ok()).clone()
     }
 
     /// Probes every discovered machine but this one. A peer that vouched earlier in this run and
@@ -271,6 +300,9 @@ impl Agent {
         if let Some(me) = obs.me.map(|i| &obs.candidates[i]) {
             checked.passed.extend(preflight::names(&self.settings, me)?);
         }
+        if let Some(copy) = datadir::recovery_mark::unfinished(&self.settings.cluster.data_dir) {
+            checked.warnings.push(unfinished_recovery(&copy));
+        }
         Ok(Plan {
             obs,
             steps,
@@ -288,6 +320,16 @@ impl Agent {
         }
         for line in &checked.warnings {
             tracing::warn!("{line}");
+        }
+        // Before anything reads the data dir: a recovery start that never finished may have
+        // left forced changes in it.
+        let data_dir = &self.settings.cluster.data_dir;
+        if dry_run {
+            if let Some(copy) = datadir::recovery_mark::unfinished(data_dir) {
+                tracing::warn!("{}", unfinished_recovery(&copy));
+            }
+        } else if let Some(said) = datadir::recovery_mark::undo_unfinished(data_dir)? {
+            tracing::warn!("{said}");
         }
         // A dry run never vouches: peers would bootstrap on the word of a node that then does
         // not start.
@@ -353,6 +395,7 @@ impl Agent {
                                     &self.etcd,
                                 )
                                 .await?;
+                                datadir::recovery_mark::finish(&self.settings.cluster.data_dir);
                             }
                             if !dry_run {
                                 envfile::write_atomic(&self.settings.env_file, &env).map_err(
@@ -375,7 +418,9 @@ impl Agent {
                                 steps,
                             });
                         }
-                        Decision::Refuse => return Err(Failure::new(Kind::Unsafe, outcome.reason)),
+                        Decision::Refuse => {
+                            return Err(Failure::refused(outcome.row.as_str(), outcome.reason));
+                        }
                         Decision::Act(action) if !dry_run => {
                             tracing::info!(row = outcome.row.as_str(), "{}", outcome.reason);
                             notify::status(&outcome.reason);
@@ -541,6 +586,7 @@ impl Agent {
             }
             Action::CopyDataAside => {
                 let to = datadir::copy_aside(data_dir, "before-recovery").map_err(|e| e.message)?;
+                datadir::recovery_mark::begin(data_dir, &to).map_err(|e| e.message)?;
                 tracing::warn!(
                     "copied the data dir to {} before recovering from it",
                     to.display()
@@ -616,4 +662,12 @@ fn already(e: CallError, message: &str) -> Result<(), CallError> {
         Some(m) if m.contains(message) => Ok(()),
         _ => Err(e),
     }
+}
+
+/// What `plan` and a dry run say of an unfinished recovery, which a run undoes first.
+fn unfinished_recovery(copy: &std::path::Path) -> String {
+    format!(
+        "an earlier run's recovery start with --force-new-cluster did not finish: a run first puts the data dir back from {} (this plan shows the data dir as that start left it)",
+        copy.display()
+    )
 }

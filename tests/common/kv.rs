@@ -40,7 +40,12 @@ impl Kv {
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::new(),
+            // No idle connections kept: an etcd restarted at the same address would otherwise be
+            // asked on the dead one's connection.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             etcd: EtcdClient::new(&settings, false, Default::default()).unwrap(),
         }
     }

@@ -77,6 +77,9 @@ pub struct Node {
     pub name: String,
     pub ip: String,
     pub dir: PathBuf,
+    /// This machine's etcd when it is not the lab's (a machine of another image, or one whose
+    /// binary was swapped in place).
+    pub bin: Option<PathBuf>,
     proc: Option<Child>,
     /// `etcd-bootstrap promote`, started with etcd as the shipped etcd-bootstrap-promote.service
     /// is (it exits at once for a voter).
@@ -191,6 +194,7 @@ impl Lab {
             name,
             ip: ip.to_owned(),
             dir,
+            bin: None,
             proc: None,
             promote: None,
         });
@@ -220,6 +224,8 @@ data_dir = "{data}"
 env_file = "{env}"
 [etcd_client]
 timeout = "1s"
+[etcd]
+binary = "{bin}"
 [discovery]
 provider = "{provider}"
 timeout = "30s"
@@ -241,8 +247,14 @@ max_interval = "1s"
             token = self.token,
             data = n.data_dir().display(),
             env = n.env_file().display(),
+            bin = self.bin(i).display(),
         );
         fs::write(n.config(), text).unwrap();
+    }
+
+    /// The etcd machine `i` runs.
+    pub fn bin(&self, i: usize) -> &Path {
+        self.nodes[i].bin.as_deref().unwrap_or(&self.etcd.bin)
     }
 
     /// Configures every machine with every machine as a peer.
@@ -327,7 +339,7 @@ max_interval = "1s"
         let child = cmd
             .arg("sh")
             .arg(n.env_file())
-            .arg(&self.etcd.bin)
+            .arg(n.bin.as_deref().unwrap_or(&self.etcd.bin))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(self.etcd_env.iter().map(|(k, v)| (k, v)))
@@ -378,6 +390,13 @@ max_interval = "1s"
 
     pub fn etcd_log(&self, i: usize) -> String {
         fs::read_to_string(self.nodes[i].dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    /// The cluster version node `i` reports (`etcdcluster` of `/version`).
+    pub fn cluster_version(&self, i: usize) -> Option<String> {
+        self.rt
+            .block_on(self.client.cluster_version(&self.nodes[i].client_url()))
+            .ok()
     }
 
     pub fn member_list(&self, i: usize) -> Option<ClusterView> {

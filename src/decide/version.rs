@@ -1,0 +1,92 @@
+//! The `version` row: etcd's version rules, checked before anything changes. etcd checks them
+//! itself only when the new member starts, after `member add` succeeded: a member older than the
+//! cluster version is refused then ("incompatible with current running cluster") and the agent
+//! would leave an unstarted member behind that every later boot reuses. So, whenever a cluster
+//! answers, this machine's etcd must be able to run in it:
+//! - never older than the cluster version (minor line);
+//! - at most one minor line newer than any answering member's etcd (upgrades go one minor at a
+//!   time; the members' own versions, not the cluster version, which a new cluster reports as
+//!   3.0 until its leader has heard every member);
+//! - one minor newer only beside members at or above their line's upgrade floor
+//!   (`etcd::version::UPGRADE_FLOORS`), unless `cluster.allow_upgrade_below_floor`.
+//!
+//! Members on two adjacent lines are an upgrade in progress: normal, and allowed.
+
+use super::*;
+use crate::etcd::version::upgrade_floor;
+
+pub(super) fn guard(f: &Facts<'_>, view: &ClusterView) -> Option<Outcome> {
+    let local = f.local_etcd?;
+    let mine = local.version;
+    let answered: Vec<(&MemberName, &ClusterView)> = f
+        .probes
+        .iter()
+        .filter_map(|p| match &p.answer {
+            PeerAnswer::Answered(v) if v.cluster_id == view.cluster_id => Some((&p.peer, v)),
+            _ => None,
+        })
+        .collect();
+    let refuse = |what: String| {
+        Some(outcome(
+            Row::Version,
+            Decision::Refuse,
+            format!(
+                "cluster {:x}: {what}; nothing was changed (docs/versions.md)",
+                view.cluster_id
+            ),
+        ))
+    };
+    // The cluster version only ever rises, and never above its lowest member: an etcd older
+    // than it cannot run in this cluster. (A new cluster reports 3.0 until its leader has heard
+    // every member, which says nothing against anyone.)
+    if let Some(cluster) = answered.iter().filter_map(|(_, v)| v.cluster_version).max()
+        && mine.line() < cluster.line()
+    {
+        return refuse(format!(
+            "it is at cluster version {}.{} and this machine's etcd ({}) is {mine}: etcd refuses a member older than its cluster, and only after the member is added; install etcd {}.{} or later here (or point etcd.binary at it)",
+            cluster.major, cluster.minor, local.binary, cluster.major, cluster.minor
+        ));
+    }
+    // What the members run: this machine's etcd may be at most one minor version ahead of each.
+    let servers: Vec<(&MemberName, EtcdVersion)> = answered
+        .iter()
+        .filter_map(|(peer, v)| Some((*peer, v.server_version?)))
+        .collect();
+    if let Some((peer, lowest)) = servers.iter().min_by_key(|(_, v)| *v)
+        && (mine.major != lowest.major || mine.minor > lowest.minor + 1)
+    {
+        return refuse(format!(
+            "{peer} runs etcd {lowest} and this machine's etcd ({}) is {mine}: etcd upgrades one minor version at a time; upgrade the members to {}.{} first, or install etcd {}.{} here",
+            local.binary,
+            mine.major,
+            mine.minor.saturating_sub(1),
+            lowest.major,
+            lowest.minor
+        ));
+    }
+    if f.spec.allow_upgrade_below_floor {
+        return None;
+    }
+    let below: Vec<String> = servers
+        .iter()
+        .filter(|(_, v)| v.line() < mine.line())
+        .filter_map(|(peer, v)| {
+            let (floor, _) = upgrade_floor(v.line())?;
+            (*v < floor).then(|| format!("{peer} runs {v}"))
+        })
+        .collect();
+    let (floor, why) = servers
+        .iter()
+        .find(|(_, v)| v.line() < mine.line())
+        .and_then(|(_, v)| upgrade_floor(v.line()))?;
+    if below.is_empty() {
+        return None;
+    }
+    refuse(format!(
+        "{} and this machine's etcd ({}) is {mine}: an upgrade to {}.{} starts only from {floor} ({why}); upgrade them to {floor} or later in place first, or set cluster.allow_upgrade_below_floor = true",
+        below.join(", "),
+        local.binary,
+        mine.major,
+        mine.minor
+    ))
+}
