@@ -185,9 +185,11 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
         Some(Command::Plan { format }) => {
             let plan = runtime.block_on(agent.plan())?;
             let env = match (&plan.outcome.decision, plan.obs.me) {
-                (Decision::Start(start), Some(i)) => {
-                    Some(agent.render_env(&plan.obs.candidates[i], start)?)
-                }
+                (Decision::Start(start), Some(i)) => Some(agent.render_env(
+                    &plan.obs.candidates[i],
+                    start,
+                    plan.obs.local_etcd.as_ref(),
+                )?),
                 _ => None,
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

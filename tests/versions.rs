@@ -2,13 +2,47 @@
 //! upgraded one member at a time, by a machine of the new image replacing an old one and by a
 //! binary swapped in place, keys readable throughout; then, once the cluster version is 3.5, a
 //! machine with etcd 3.4 is refused before any member is added, and a 3.5 member whose binary
-//! was swapped back to 3.4 is refused before its data is started.
+//! was swapped back to 3.4 is refused before its data is started. And on each version alone:
+//! the env file turns etcd's initial corruption check on with the key that version reads, and
+//! etcd runs the check.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+
+on_both_releases! {
+    the_initial_corruption_check_is_on_in_the_key_each_version_reads => 31,
+}
+
+fn the_initial_corruption_check_is_on_in_the_key_each_version_reads(etcd: Etcd, block: u8) {
+    let mut lab = formed(etcd, block);
+    for (i, n) in lab.nodes.iter().enumerate() {
+        assert_eq!(
+            n.env_value("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK"),
+            "true"
+        );
+        // etcd only warns about a key it does not know: none here.
+        let log = lab.etcd_log(i);
+        assert!(!log.contains("unrecognized environment variable"), "{log}");
+    }
+    // The check runs when a member starts on its data: it compares its hash with its peers'
+    // before serving, and says so.
+    lab.stop_etcd(0);
+    lab.wait_until_healthy(&[1, 2]);
+    lab.agent_ok(0);
+    lab.start_etcd(0);
+    lab.wait_healthy(&[0, 1, 2], 3);
+    let log = lab.etcd_log(0);
+    assert!(log.contains("initial corruption check"), "{log}");
+    // Turned off, the key is not written at all.
+    let out = lab.agent(0, &["--set", "etcd.initial_corrupt_check=false", "plan"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("ETCD_NAME="), "{plan}");
+    assert!(!plan.contains("CORRUPT_CHECK"), "{plan}");
+}
 
 #[test]
 fn a_fleet_upgrades_one_member_at_a_time_and_an_older_etcd_never_joins_or_restarts() {

@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         spec: &spec,
         tls: &tls,
         listen: &[],
+        corrupt_check: None,
     };
     let file = render(&env).expect("validated inputs always render");
     let mut read_back = Vec::new();

@@ -47,9 +47,13 @@ pub struct EtcdSettings {
     pub unit: String,
     /// Whose permissions the certificate files need; `None`: the unit's `User=`.
     pub user: Option<String>,
-    /// The etcd binary, run by the agent itself only for the one start of a lost-quorum
-    /// recovery (docs/recovery.md).
-    pub binary: PathBuf,
+    /// The etcd binary this machine starts, when set: asked for its version, and run by the
+    /// agent itself for the one start of a lost-quorum recovery (docs/recovery.md). `None`: the
+    /// program `unit`'s `ExecStart=` runs, else /usr/bin/etcd (`preflight::etcd_binary`).
+    pub binary: Option<PathBuf>,
+    /// Write the key that turns etcd's initial corruption check on, in the spelling the local
+    /// etcd reads (docs/env-file.md).
+    pub initial_corrupt_check: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -309,7 +313,8 @@ impl Settings {
         let etcd = EtcdSettings {
             unit: raw.etcd.unit.unwrap_or_else(|| "etcd.service".into()),
             user: raw.etcd.user,
-            binary: raw.etcd.binary.unwrap_or_else(|| "/usr/bin/etcd".into()),
+            binary: raw.etcd.binary,
+            initial_corrupt_check: raw.etcd.initial_corrupt_check.unwrap_or(true),
         };
         let unit_ok = |u: &str| {
             !u.is_empty()

@@ -32,6 +32,7 @@ pub struct RawEtcd {
     pub unit: Option<String>,
     pub user: Option<String>,
     pub binary: Option<PathBuf>,
+    pub initial_corrupt_check: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -192,7 +192,7 @@ pub struct Facts<'a> {
     pub dead_before: &'a [u64],
     /// This run already copied the data dir aside for a lost-quorum recovery.
     pub data_copied: bool,
-    /// The etcd this machine would start, when it was asked (only once a cluster answers).
+    /// The etcd this machine would start, when it could be asked.
     pub local_etcd: Option<&'a LocalEtcd>,
 }
 

@@ -50,8 +50,7 @@ pub struct Observation {
     pub probes: Vec<Probe>,
     /// Members no discovered machine owns that answered on their own client URL.
     pub undiscovered_alive: Vec<u64>,
-    /// The etcd this machine would start, once a cluster answered or the data dir holds a
-    /// member (asking costs an `etcd --version`, which a first boot does without).
+    /// The etcd this machine would start, when it could be asked (`etcd --version`).
     pub local_etcd: Option<LocalEtcd>,
 }
 

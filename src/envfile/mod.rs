@@ -24,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use crate::config::{ClusterSpec, EtcdTls};
+use crate::etcd::version::EtcdVersion;
 use crate::member::{Host, MemberName};
 
 /// `new` or `existing`, etcd's `--initial-cluster-state`.
@@ -55,6 +56,21 @@ pub struct EtcdEnv<'a> {
     pub tls: &'a EtcdTls,
     /// The addresses a DNS-named host resolved to: etcd binds listen URLs, which must be IPs.
     pub listen: &'a [IpAddr],
+    /// The etcd that will read the file, when its version is known and the initial corruption
+    /// check is wanted: the key that turns it on is spelled for that version.
+    pub corrupt_check: Option<EtcdVersion>,
+}
+
+/// etcd's initial corruption check, as the given etcd reads it: up to 3.5 an `--experimental-`
+/// flag; from 3.6 a feature gate (3.6 still reads the old flag, deprecated; 3.7 removed every
+/// `--experimental-*` flag). Checked in etcd's source: `server/embed/config.go` and
+/// `server/features/etcd_features.go` at v3.6.14 and v3.7.1.
+pub fn corrupt_check_key(etcd: EtcdVersion) -> (&'static str, &'static str) {
+    if etcd.line() < (3, 6) {
+        ("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true")
+    } else {
+        ("ETCD_FEATURE_GATES", "InitialCorruptCheck=true")
+    }
 }
 
 /// Where etcd binds (and the agent vouches) for a node reached at `host`. Listen URLs must be
@@ -122,6 +138,10 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
     }
     if tls.peer_client_cert_auth {
         out.push(("ETCD_PEER_CLIENT_CERT_AUTH", "true".into()));
+    }
+    if let Some(etcd) = env.corrupt_check {
+        let (key, value) = corrupt_check_key(etcd);
+        out.push((key, value.into()));
     }
     out
 }
@@ -220,6 +240,7 @@ mod tests {
             spec: &spec,
             tls: &tls,
             listen: &[],
+            corrupt_check: None,
         })
         .unwrap();
         let expected = "ETCD_NAME=etcd-0
@@ -258,6 +279,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             spec: &spec,
             tls: &tls,
             listen: &[],
+            corrupt_check: None,
         };
         let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
         assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://0.0.0.0:2380");
@@ -270,6 +292,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         let resolved = ["10.0.0.5".parse().unwrap()];
         let with_ips = EtcdEnv {
             listen: &resolved,
+            corrupt_check: None,
             ..env.clone()
         };
         let map: std::collections::HashMap<_, _> = entries(&with_ips).into_iter().collect();
@@ -314,6 +337,17 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         assert!(MemberName::parse(&long).is_err());
     }
 
+    #[test]
+    fn the_corruption_check_is_spelled_for_the_etcd_that_reads_it() {
+        let key = |v: &str| corrupt_check_key(EtcdVersion::parse(v).unwrap());
+        for v in ["3.4.23", "3.5.1", "3.5.26"] {
+            assert_eq!(key(v), ("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true"));
+        }
+        for v in ["3.6.0", "3.6.14", "3.7.1"] {
+            assert_eq!(key(v), ("ETCD_FEATURE_GATES", "InitialCorruptCheck=true"));
+        }
+    }
+
     /// The file must mean the same thing to a POSIX shell as to systemd's simple KEY=VALUE reading.
     #[test]
     fn a_posix_shell_reads_exactly_the_rendered_values() {
@@ -331,6 +365,8 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             spec: &spec,
             tls: &tls,
             listen: &[],
+            // A value with an `=` in it.
+            corrupt_check: Some(EtcdVersion::new(3, 6, 14)),
         };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("etcd.env");

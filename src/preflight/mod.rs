@@ -11,6 +11,7 @@ pub mod unit;
 pub mod user;
 pub mod x509;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
@@ -30,6 +31,36 @@ const CLOCK_LOOK: Duration = Duration::from_secs(1);
 pub struct Checked {
     pub passed: Vec<String>,
     pub warnings: Vec<String>,
+    /// The etcd this machine starts (`etcd_binary`).
+    #[serde(skip)]
+    pub etcd_binary: Option<PathBuf>,
+}
+
+/// Where distributions install etcd, when neither `etcd.binary` nor the unit says.
+pub const DEFAULT_ETCD: &str = "/usr/bin/etcd";
+
+/// Where etcd is: `etcd.binary` when set; else the program the unit's `ExecStart=` runs, when
+/// that is named `etcd` (a wrapper script might start etcd when asked for `--version`); else
+/// /usr/bin/etcd. The warning says why the unit's program was passed over.
+pub fn etcd_binary(
+    configured: Option<&Path>,
+    unit: &EtcdUnit,
+    unit_name: &str,
+) -> (PathBuf, Option<String>) {
+    if let Some(path) = configured {
+        return (path.to_owned(), None);
+    }
+    match &unit.path {
+        Some(path) if path.file_name().is_some_and(|n| n == "etcd") => (path.clone(), None),
+        Some(path) => (
+            DEFAULT_ETCD.into(),
+            Some(format!(
+                "{unit_name} runs {}, not a program named etcd: assuming etcd is {DEFAULT_ETCD}; set etcd.binary to the etcd it starts",
+                path.display()
+            )),
+        ),
+        None => (DEFAULT_ETCD.into(), None),
+    }
 }
 
 fn now() -> i64 {
@@ -53,6 +84,9 @@ pub async fn before_discovery(settings: &Settings) -> Result<Checked, Failure> {
     if let Some(why) = unit::config_file_conflict(&unit, unit_name, &settings.env_file) {
         return Err(Failure::new(Kind::Config, why));
     }
+    let (binary, why) = etcd_binary(settings.etcd.binary.as_deref(), &unit, unit_name);
+    checked.warnings.extend(why);
+    checked.etcd_binary = Some(binary);
     checked.passed.push(format!(
         "etcd reads no config file that would hide the env file ({unit_name})"
     ));
@@ -140,4 +174,36 @@ pub fn names(settings: &Settings, me: &Candidate) -> Result<Vec<String>, Failure
         ));
     }
     Ok(passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_is_the_setting_else_the_units_program_when_it_is_etcd() {
+        let unit = |path: Option<&str>| EtcdUnit {
+            path: path.map(PathBuf::from),
+            ..EtcdUnit::default()
+        };
+        let set = Path::new("/opt/etcd-v3.5.26/etcd");
+        assert_eq!(
+            etcd_binary(Some(set), &unit(Some("/usr/bin/etcd")), "etcd.service"),
+            (set.to_owned(), None)
+        );
+        assert_eq!(
+            etcd_binary(None, &unit(Some("/usr/local/bin/etcd")), "etcd.service"),
+            ("/usr/local/bin/etcd".into(), None)
+        );
+        assert_eq!(
+            etcd_binary(None, &unit(None), "etcd.service"),
+            ("/usr/bin/etcd".into(), None)
+        );
+        let (path, why) = etcd_binary(None, &unit(Some("/bin/sh")), "etcd.service");
+        assert_eq!(path, PathBuf::from("/usr/bin/etcd"));
+        assert_eq!(
+            why.unwrap(),
+            "etcd.service runs /bin/sh, not a program named etcd: assuming etcd is /usr/bin/etcd; set etcd.binary to the etcd it starts"
+        );
+    }
 }

@@ -27,6 +27,8 @@ pub struct EtcdUnit {
     pub environment_files: Vec<PathBuf>,
     /// `ExecStart=`'s argv, as written (variables unexpanded).
     pub argv: Vec<String>,
+    /// The program `ExecStart=` runs (its `path=`).
+    pub path: Option<PathBuf>,
 }
 
 impl EtcdUnit {
@@ -80,6 +82,11 @@ pub fn parse_show(text: &str) -> EtcdUnit {
                 }
             }
             "ExecStart" => {
+                unit.path = value
+                    .split(" ; ")
+                    .find_map(|part| part.trim_start_matches("{ ").strip_prefix("path="))
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from);
                 if let Some(argv) = value
                     .split(" ; ")
                     .find_map(|part| part.trim_start_matches("{ ").strip_prefix("argv[]="))

@@ -2,6 +2,7 @@
 //! the peers), decide, carry out one step, and again, until etcd can start or the deadline passes.
 
 use std::cell::{Cell, OnceCell};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -10,8 +11,8 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::datadir;
 use crate::decide::{
-    self, Action, DataDir, Decision, LocalEtcd, Observation, Outcome, PeerAnswer, Probe,
-    SETTLE_MARGIN, Session, StartPlan,
+    self, Action, Decision, LocalEtcd, Observation, Outcome, PeerAnswer, Probe, SETTLE_MARGIN,
+    Session, StartPlan,
 };
 use crate::discovery::{self, DiscoveryError, LocalMachine, Sources};
 use crate::envfile::{self, EtcdEnv};
@@ -51,6 +52,8 @@ pub struct Agent {
     spent_probing: Cell<Duration>,
     /// This machine's etcd, once asked (`None` inside: it could not be told).
     local_etcd: OnceCell<Option<LocalEtcd>>,
+    /// Where etcd is, as the preflight found it (`preflight::etcd_binary`).
+    etcd_binary: OnceCell<PathBuf>,
 }
 
 /// What `plan` shows: one look, what a run would do on it, and the preflight checks.
@@ -96,6 +99,7 @@ impl Agent {
             spent_listing: Cell::default(),
             spent_probing: Cell::default(),
             local_etcd: OnceCell::new(),
+            etcd_binary: OnceCell::new(),
         })
     }
 
@@ -106,7 +110,8 @@ impl Agent {
     /// `vouched`: peers that vouched earlier in this run, asked with a short timeout (below).
     async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
         let listing_started = Instant::now();
-        let listed = self.provider.list().await;
+        // This machine's etcd is asked while the provider lists (once a run: it is cached).
+        let (listed, local_etcd) = tokio::join!(self.provider.list(), self.local_etcd());
         add_elapsed(&self.spent_listing, listing_started);
         let (listing, source) = listed?;
         let candidates = discovery::validate(listing.candidates)?;
@@ -140,15 +145,6 @@ impl Agent {
             .undiscovered_alive(&candidates, &probes, data.wal.as_ref())
             .await;
         add_elapsed(&self.spent_probing, probing_started);
-        let cluster_shown = data.dir == DataDir::HasMember
-            || probes
-                .iter()
-                .any(|p| matches!(p.answer, PeerAnswer::Answered(_)));
-        let local_etcd = if cluster_shown {
-            self.local_etcd().await
-        } else {
-            None
-        };
         Ok(Observation {
             source,
             candidates,
@@ -161,13 +157,30 @@ impl Agent {
         })
     }
 
+    /// Where etcd is: as the preflight found it, or (for commands without one) `etcd.binary`,
+    /// else /usr/bin/etcd.
+    fn etcd_binary(&self) -> PathBuf {
+        self.etcd_binary
+            .get()
+            .or(self.settings.etcd.binary.as_ref())
+            .cloned()
+            .unwrap_or_else(|| preflight::DEFAULT_ETCD.into())
+    }
+
+    /// Takes in where the preflight found etcd.
+    fn found(&self, checked: &preflight::Checked) {
+        if let Some(binary) = &checked.etcd_binary {
+            let _ = self.etcd_binary.set(binary.clone());
+        }
+    }
+
     /// This machine's etcd, asked once per run. When it cannot be told, etcd's version rules
     /// are not checked before starting it (etcd checks them itself, later): said once.
     async fn local_etcd(&self) -> Option<LocalEtcd> {
         if let Some(known) = self.local_etcd.get() {
             return known.clone();
         }
-        let asked = local_etcd::ask(&self.settings.etcd.binary).await;
+        let asked = local_etcd::ask(&self.etcd_binary()).await;
         if let Err(e) = &asked {
             tracing::warn!(
                 "{e}: this machine's etcd version is unknown, so etcd's version rules are not checked before it starts (set etcd.binary to the etcd that etcd.service runs)"
@@ -286,6 +299,7 @@ impl Agent {
     /// Observe once and show what a run would do, without waiting or changing anything.
     pub async fn plan(&self) -> Result<Plan, Failure> {
         let mut checked = preflight::before_discovery(&self.settings).await?;
+        self.found(&checked);
         // One look: a source that fails is passed over at once, to show what a run would
         // fall back to.
         self.provider.impatient();
@@ -315,6 +329,7 @@ impl Agent {
     /// only simulate them), write the env file (or, in a dry run, return it).
     pub async fn run(&self, dry_run: bool) -> Result<Done, Failure> {
         let checked = preflight::before_discovery(&self.settings).await?;
+        self.found(&checked);
         for line in &checked.passed {
             tracing::debug!("preflight: {line}");
         }
@@ -384,12 +399,12 @@ impl Agent {
                             let me = &obs.candidates
                                 [obs.me.expect("a start plan implies this node is known")];
                             preflight::names(&self.settings, me)?;
-                            let env = self.render_env(me, plan)?;
+                            let env = self.render_env(me, plan, obs.local_etcd.as_ref())?;
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;
                             if plan.force_new_cluster && !dry_run {
                                 force_new::run_once(
-                                    &self.settings.etcd.binary,
+                                    &self.etcd_binary(),
                                     &env,
                                     &self.settings.cluster.data_dir,
                                     &self.etcd,
@@ -547,7 +562,13 @@ impl Agent {
         &self.etcd
     }
 
-    pub fn render_env(&self, me: &Candidate, plan: &StartPlan) -> Result<String, Failure> {
+    /// The env file for `plan`, spelled for `local` (this machine's etcd, when it was asked).
+    pub fn render_env(
+        &self,
+        me: &Candidate,
+        plan: &StartPlan,
+        local: Option<&LocalEtcd>,
+    ) -> Result<String, Failure> {
         envfile::render(&EtcdEnv {
             name: &me.name,
             host: &me.host,
@@ -556,6 +577,9 @@ impl Agent {
             spec: &self.settings.cluster,
             tls: &self.settings.tls,
             listen: &self.addresses.get(&me.host.to_string()),
+            corrupt_check: local
+                .filter(|_| self.settings.etcd.initial_corrupt_check)
+                .map(|l| l.version),
         })
         .map_err(|e| {
             Failure::new(
