@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-30}
-for target in env_file parsers wal; do
+for target in env_file parsers wal backup; do
     mkdir -p "corpus/$target"
     status=0
     out=$(RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir . "$target" "corpus/$target" "seeds/$target" -- \

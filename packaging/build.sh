@@ -24,6 +24,8 @@ expected=(
     /usr/lib/systemd/system/etcd-bootstrap.service
     /usr/lib/systemd/system/etcd-bootstrap-prune.service
     /usr/lib/systemd/system/etcd-bootstrap-prune.timer
+    /usr/lib/systemd/system/etcd-bootstrap-snapshot.service
+    /usr/lib/systemd/system/etcd-bootstrap-snapshot.timer
     /usr/lib/systemd/system/etcd.service.d/10-etcd-bootstrap.conf
     /usr/lib/systemd/system/etcd-bootstrap-promote.service
     /usr/share/man/man1/etcd-bootstrap.1.gz

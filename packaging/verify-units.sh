@@ -15,14 +15,15 @@ mkdir -p "$units/etcd.service.d"
 install -m 0755 "$agent" "$root/usr/bin/etcd-bootstrap"
 install -m 0755 /usr/bin/etcd "$root/usr/bin/etcd"
 cp systemd/etcd-bootstrap.service systemd/etcd-bootstrap-prune.service systemd/etcd-bootstrap-prune.timer \
-    systemd/etcd-bootstrap-promote.service "$units/"
+    systemd/etcd-bootstrap-promote.service systemd/etcd-bootstrap-snapshot.service \
+    systemd/etcd-bootstrap-snapshot.timer "$units/"
 cp /lib/systemd/system/etcd.service "$units/"
 cp systemd/etcd.service.d/10-etcd-bootstrap.conf "$units/etcd.service.d/"
 out=$(systemd-analyze verify --man=no --root="$root" etcd-bootstrap.service etcd.service etcd-bootstrap-prune.service etcd-bootstrap-prune.timer \
-    etcd-bootstrap-promote.service 2>&1) || true
+    etcd-bootstrap-promote.service etcd-bootstrap-snapshot.service etcd-bootstrap-snapshot.timer 2>&1) || true
 if [ -n "$out" ]; then
     echo "systemd-analyze verify is not silent:"
     echo "$out"
     exit 1
 fi
-echo "systemd-analyze verify: etcd-bootstrap.service, the prune service and timer, the promote service, and etcd.service with its drop-in: clean"
+echo "systemd-analyze verify: etcd-bootstrap.service, the prune and snapshot services and timers, the promote service, and etcd.service with its drop-in: clean"

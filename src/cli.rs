@@ -108,6 +108,15 @@ pub enum Command {
         #[arg(long, default_value = "2m", value_name = "DURATION")]
         timeout: String,
     },
+    /// Back the cluster up to the store named by [backup] (docs/backup.md): on the leader, when
+    /// the newest snapshot there is at least backup.interval old, stream etcd's snapshot to it
+    /// with a manifest, then delete what retention no longer keeps; on the other members, say
+    /// who leads and exit 0. Run by etcd-bootstrap-snapshot.timer on each member.
+    Snapshot {
+        /// Take one now, however recent the newest is (still only on the leader).
+        #[arg(long)]
+        force: bool,
+    },
     /// Leave the cluster for good (decommissioning: a lifecycle hook, a shutdown script): hand
     /// leadership to the healthiest other voter if this member leads, then remove this member.
     /// Refuses when the cluster would lose its quorum. Idempotent.

@@ -2,7 +2,11 @@
 //! bootstraps a new cluster, joins an existing one or restarts on its data, writes etcd's
 //! environment file and tells systemd how it went.
 
+#[cfg(feature = "aws")]
+pub mod awsapi;
 pub mod backoff;
+pub mod backup;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod datadir;

@@ -140,6 +140,13 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             ))?)
             .map(|()| 0);
         }
+        Some(Command::Snapshot { force }) => {
+            let etcd = etcd_client(&settings, Default::default())?;
+            return finished(
+                runtime.block_on(etcd_bootstrap::backup::snapshot(&settings, &etcd, force))?,
+            )
+            .map(|()| 0);
+        }
         Some(Command::Status {
             format,
             ref learner_grace,
@@ -210,7 +217,12 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             let timeout = timeout_arg(&timeout)?;
             finished(runtime.block_on(etcd_bootstrap::prune::prune(&agent, timeout))?)
         }
-        Some(Command::Promote { .. } | Command::Leave { .. } | Command::Status { .. }) => {
+        Some(
+            Command::Promote { .. }
+            | Command::Leave { .. }
+            | Command::Status { .. }
+            | Command::Snapshot { .. },
+        ) => {
             unreachable!("handled above")
         }
         Some(Command::Completions { .. } | Command::Man) => unreachable!("handled before logging"),

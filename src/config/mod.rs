@@ -4,11 +4,13 @@
 //!
 //! The contract is documented in `docs/configuration.md`.
 
+pub mod backup;
 pub mod duration;
 pub mod load;
 mod providers;
 mod raw;
 
+pub use backup::{BackupSettings, Keep, StoreUrl};
 pub use providers::{AddressKind, AwsSettings, CloudSettings, DnsSettings, ExecSettings, Provider};
 pub use raw::*;
 
@@ -37,6 +39,8 @@ pub struct Settings {
     pub etcd_client: EtcdClientSettings,
     pub tls: EtcdTls,
     pub etcd: EtcdSettings,
+    /// `[backup]`; `None`: no backups (docs/backup.md).
+    pub backup: Option<BackupSettings>,
 }
 
 /// `[etcd]`: how etcd is started here, for the preflight checks.
@@ -329,6 +333,8 @@ impl Settings {
             ));
         }
 
+        let backup = BackupSettings::from_raw(raw.backup)?;
+
         Ok(Settings {
             node,
             cluster,
@@ -339,6 +345,7 @@ impl Settings {
             etcd_client,
             tls,
             etcd,
+            backup,
         })
     }
 }

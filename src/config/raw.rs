@@ -23,6 +23,8 @@ pub struct Raw {
     pub tls: RawTls,
     #[serde(default)]
     pub etcd: RawEtcd,
+    #[serde(default)]
+    pub backup: super::backup::RawBackup,
 }
 
 /// How etcd is started on this machine, for the preflight checks.

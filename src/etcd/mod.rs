@@ -97,6 +97,8 @@ pub struct Status {
     pub leader: u64,
     pub is_learner: bool,
     pub raft_index: u64,
+    /// The key-value store's revision.
+    pub revision: u64,
     /// The member's server version (`3.5.1`).
     pub version: String,
     /// The backend database's size on disk, and how much of it holds live data.
@@ -229,6 +231,7 @@ impl EtcdClient {
             leader: r.leader,
             is_learner: r.is_learner,
             raft_index: r.raft_index,
+            revision: r.header.revision,
             version: r.version,
             db_size: r.db_size,
             db_size_in_use: r.db_size_in_use,
@@ -302,6 +305,31 @@ impl EtcdClient {
     pub async fn peer_members(&self, peer_url: &str) -> Result<Vec<EtcdMember>, CallError> {
         let m: Vec<wire::Member> = self.get(peer_url, "/members").await?;
         Ok(m.into_iter().map(Into::into).collect())
+    }
+
+    /// `POST /v3/maintenance/snapshot`: the response, to be read as it streams
+    /// (`backup::stream`). No overall deadline (a large database takes minutes); the reader
+    /// bounds each wait for the next piece instead.
+    pub async fn snapshot(&self, endpoint: &str) -> Result<reqwest::Response, CallError> {
+        let url = format!("{endpoint}/v3/maintenance/snapshot");
+        crate::outcome::counters::etcd_request();
+        let resp = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({}))
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| classify(&url, &e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            decode::<serde_json::Value>(&url, resp).await.and_then(|_| {
+                Err(CallError::Unknown(format!(
+                    "{url} answered without a snapshot"
+                )))
+            })
+        }
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(

@@ -20,6 +20,8 @@ pub struct Header {
     pub cluster_id: u64,
     #[serde(default, deserialize_with = "u64_any")]
     pub member_id: u64,
+    #[serde(default, deserialize_with = "u64_any")]
+    pub revision: u64,
 }
 
 /// A member, as the gateway (`"ID"`, a decimal string) and the peer port's `/members` (`"id"`,

@@ -12,7 +12,8 @@
 # its data and membership; a container whose agent cannot decide never starts etcd; each run's
 # outcome record and journal fields; a config file for etcd is refused; a machine that replaces a
 # terminated one joins as a learner (the dead member removed) and etcd-bootstrap-promote.service
-# promotes it with no API token, etcd.service staying active.
+# promotes it with no API token, etcd.service staying active; the snapshot service, run once on
+# each member with its timer started, uploads from the leader alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deb=$(realpath "${1:?usage: tests/boot/run.sh PATH-TO.deb}")
@@ -185,6 +186,34 @@ for i in 2 3; do
         || fail "c$i reports another cluster"
 done
 log "one cluster of 3 started members"
+
+# 4b. Backups: each member gets a [backup] fragment (a file:// store in the directory the
+# shipped unit may write) and the snapshot timer; the service runs once on each: the leader
+# uploads a snapshot with its manifest, the others name the leader, all succeed.
+uploaded=()
+for c in c1 c2 c3; do
+    mkdir -p "$work/$c/etc/etcd-bootstrap/config.d"
+    printf '[backup]\nurl = "file:///var/backups/etcd"\n' >"$work/$c/etc/etcd-bootstrap/config.d/50-backup.toml"
+    in_container "$c" install -d -o etcd -g etcd /var/backups/etcd
+    in_container "$c" systemctl start etcd-bootstrap-snapshot.timer || fail "$c: the snapshot timer did not start"
+    wait_for "$c" etcd-bootstrap-snapshot.timer active 10 || fail "$c: the snapshot timer is not active"
+done
+for c in c1 c2 c3; do
+    in_container "$c" systemctl start etcd-bootstrap-snapshot.service \
+        || fail "$c: etcd-bootstrap-snapshot.service failed: $(in_container "$c" journalctl --no-pager -o cat -n 3 -u etcd-bootstrap-snapshot.service)"
+    # Its last word (the unit is inactive again, its STATUS= gone with it).
+    status=$(in_container "$c" journalctl --no-pager -o cat -u etcd-bootstrap-snapshot.service | grep -v '^Start\|^Finish\|Deactivated' | tail -1)
+    if [[ "$status" == *"snapshot boot-test/snapshot-"*" written to file:///var/backups/etcd"* ]]; then
+        uploaded+=("$c")
+        in_container "$c" sh -c 'ls /var/backups/etcd/boot-test/snapshot-*.db /var/backups/etcd/boot-test/snapshot-*.json' >/dev/null \
+            || fail "$c: said \"$status\" but the store holds no snapshot and manifest"
+        in_container "$c" grep -q '"result": "uploaded"' /run/etcd-bootstrap/snapshot.json || fail "$c: no snapshot record"
+    else
+        [[ "$status" == *"leads the cluster and takes its snapshots"* ]] || fail "$c: snapshot status is '$status'"
+    fi
+done
+[ "${#uploaded[@]}" = 1 ] || fail "expected exactly one member to upload, got: ${uploaded[*]:-none}"
+log "snapshot timer on c1..c3; the leader (${uploaded[0]}) uploaded, the others named it"
 
 # 5. The undecidable container with a deadline: its agent fails at it, and etcd never starts.
 status=$(in_container c4 systemctl show -p StatusText --value etcd-bootstrap.service)

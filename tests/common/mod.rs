@@ -138,6 +138,8 @@ pub struct Lab {
     /// Environment variables every etcd started from now on gets besides its env file (e.g.
     /// `ETCD_SNAPSHOT_COUNT`, for a test that needs snapshots soon).
     pub etcd_env: Vec<(String, String)>,
+    /// More sections (`[backup]` ...) at the end of every config written from now on.
+    pub sections: String,
     rt: tokio::runtime::Runtime,
     client: EtcdClient,
 }
@@ -162,6 +164,7 @@ impl Lab {
             bootstrap_settle: None,
             cluster_extra: String::new(),
             etcd_env: Vec::new(),
+            sections: String::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -232,6 +235,7 @@ timeout = "30s"
 interval = "200ms"
 max_interval = "1s"
 {block}
+{sections}
 "#,
             node = if self.name_in_config {
                 format!("[node]\nname = \"{}\"", n.name)
@@ -248,6 +252,7 @@ max_interval = "1s"
             data = n.data_dir().display(),
             env = n.env_file().display(),
             bin = self.bin(i).display(),
+            sections = self.sections,
         );
         fs::write(n.config(), text).unwrap();
     }

@@ -11,13 +11,11 @@
 //! `instancesSet/item`, and `nextToken` while more pages follow. Errors are
 //! `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
 
-use std::time::SystemTime;
-
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_xml::decode::{Document, ScopedDecoder, try_data};
+use aws_sigv4::http_request::SigningSettings;
+use aws_smithy_xml::decode::{Document, ScopedDecoder};
 
+use crate::awsapi::{Signer, text_of, whole_document};
 use crate::discovery::DiscoveryError;
 use crate::discovery::api::{ApiClient, Failed, retry, retrying, urlencode};
 use crate::error::Kind;
@@ -119,37 +117,26 @@ impl<'a> Ec2<'a> {
         credentials: &Credentials,
         body: &str,
     ) -> Result<Vec<(&'static str, String)>, Failed> {
-        let identity = credentials.clone().into();
-        let failed = |e: &dyn std::fmt::Display| {
-            Failed::Final(DiscoveryError {
-                retryable: false,
-                kind: Kind::Config,
-                message: format!("cannot sign the EC2 request: {e}"),
-            })
+        let signer = Signer {
+            credentials,
+            region: &self.region,
+            service: "ec2",
+            settings: SigningSettings::default(),
         };
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("ec2")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| failed(&e))?
-            .into();
-        let headers = [("content-type", CONTENT_TYPE)];
-        let request = SignableRequest::new(
-            "POST",
-            &self.endpoint,
-            headers.into_iter(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| failed(&e))?;
-        let (instructions, _) = sign(request, &params).map_err(|e| failed(&e))?.into_parts();
-        let (headers, _) = instructions.into_parts();
-        Ok(headers
-            .into_iter()
-            .map(|h| (h.name(), h.value().to_owned()))
-            .collect())
+        signer
+            .headers(
+                "POST",
+                &self.endpoint,
+                &[("content-type", CONTENT_TYPE)],
+                body.as_bytes(),
+            )
+            .map_err(|e| {
+                Failed::Final(DiscoveryError {
+                    retryable: false,
+                    kind: Kind::Config,
+                    message: format!("cannot sign the EC2 request: {e}"),
+                })
+            })
     }
 }
 
@@ -179,13 +166,7 @@ pub fn request_body(
 /// Parses one page. A document that stops before its root element closes is an error, not a
 /// shorter listing: a cut-off answer must never look like fewer machines.
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())?;
-    if !text.trim_end().ends_with("</DescribeInstancesResponse>") {
-        return Err(format!(
-            "not a complete DescribeInstancesResponse document: {}",
-            excerpt(text.trim())
-        ));
-    }
+    let text = whole_document(body, "DescribeInstancesResponse")?;
     let mut doc = Document::new(text);
     let mut root = doc.root_element().map_err(|e| e.to_string())?;
     if !root.start_el().matches("DescribeInstancesResponse") {
@@ -248,12 +229,6 @@ fn parse_instance(item: &mut ScopedDecoder) -> Result<Instance, String> {
         }
     }
     Ok(instance)
-}
-
-fn text_of(tag: &mut ScopedDecoder) -> Result<String, String> {
-    try_data(tag)
-        .map(|t| t.trim().to_owned())
-        .map_err(|e| format!("in <{}>: {e}", tag.start_el().local()))
 }
 
 fn non_empty(s: String) -> Option<String> {

@@ -1,0 +1,15 @@
+//! Backups: `etcd-bootstrap snapshot`, run by `etcd-bootstrap-snapshot.timer` on every member,
+//! streams the leader's snapshot to the store named by `[backup]` with a manifest beside it,
+//! and keeps the store to the retention rule (docs/backup.md).
+
+pub mod file;
+pub mod manifest;
+pub mod record;
+pub mod retention;
+#[cfg(feature = "aws")]
+pub mod s3;
+pub mod snapshot;
+pub mod store;
+pub mod stream;
+
+pub use snapshot::snapshot;
