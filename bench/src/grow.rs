@@ -224,7 +224,7 @@ impl Drop for Promotes {
 }
 
 /// One request on a fresh connection (etcd's JSON gateway): the status line and the body.
-fn post(ip: Ipv4Addr, path: &str, body: &str) -> Result<String, String> {
+pub fn post(ip: Ipv4Addr, path: &str, body: &str) -> Result<String, String> {
     let addr = SocketAddr::from((ip, 2379));
     let mut s = TcpStream::connect_timeout(&addr, WRITE_TIMEOUT).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(WRITE_TIMEOUT))
@@ -243,7 +243,7 @@ fn post(ip: Ipv4Addr, path: &str, body: &str) -> Result<String, String> {
     Ok(out)
 }
 
-fn put(ip: Ipv4Addr, key: &str, value: &str) -> Result<(), String> {
+pub fn put(ip: Ipv4Addr, key: &str, value: &str) -> Result<(), String> {
     post(
         ip,
         "/v3/kv/put",

@@ -1,6 +1,6 @@
 //! The benchmark suite: `bench/run.sh` builds the agent and this, then runs it. It starts mock
 //! DigitalOcean and Hetzner APIs over HTTPS on loopback, measures the agent against the shell
-//! baseline, one curl and hand-written env files, asserts the request counts of every run, and
+//! baseline, one curl, hand-written env files and a scripted backup, asserts the request counts of every run, and
 //! writes BENCHMARKS.md. `--smoke` runs the smallest size of everything (CI): it must finish
 //! and count right; no figure of it is judged.
 
@@ -15,6 +15,7 @@ mod measure;
 mod mock;
 mod report;
 mod scale;
+mod snapshot;
 mod tls;
 
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ fn args() -> Result<Args, String> {
             "--only" => a.only = Some(it.next().ok_or("--only needs a benchmark name")?),
             _ => {
                 return Err(format!(
-                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget|grow] [--hold]"
+                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget|grow|snapshot] [--hold]"
                 ));
             }
         }
@@ -136,6 +137,7 @@ fn real_main() -> Result<(), String> {
     step("formation", &mut |r| formation::run(&lab, r))?;
     step("budget", &mut |r| budget::run(&lab, r))?;
     step("grow", &mut |r| grow::run(&lab, r))?;
+    step("snapshot", &mut |r| snapshot::run(&lab, r))?;
     if args.only.is_none() {
         footprint::run(&lab, latency_rss, scale_rss, &mut report)?;
     }
