@@ -142,7 +142,7 @@ fn grow(
                 .map_err(|e| format!("agent {i}: {e}"))?,
         ));
     }
-    let mut promotes = Promotes::default();
+    let mut promotes = Children::default();
     let mut agents_done = Duration::ZERO;
     let all_voting = loop {
         for (i, slot) in agents.iter_mut().enumerate() {
@@ -210,11 +210,11 @@ fn agent(lab: &Lab, me: &Machine, dir: &Path, learner: bool, args: &[&str]) -> m
         )
 }
 
-/// Promote processes; ended (and reaped) when dropped.
+/// Processes (promotes, servers) ended and reaped when dropped.
 #[derive(Default)]
-struct Promotes(Vec<Child>);
+pub struct Children(pub Vec<Child>);
 
-impl Drop for Promotes {
+impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.0 {
             let _ = c.kill();

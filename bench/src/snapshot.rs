@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::formation::etcd_bin;
-use crate::grow::put;
+use crate::grow::{Children, put};
 use crate::lab::Lab;
 use crate::measure::{self, Cmd, walls};
 use crate::report::{Report, mib, ratio, spread};
@@ -18,18 +18,6 @@ use crate::report::{Report, mib, ratio, spread};
 const ETCD_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 97, 1);
 const S3: &str = "127.0.97.2:5000";
 const BUCKET: &str = "bench-backups";
-
-/// Children killed (and reaped) when dropped.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
     let moto_path = std::env::var("MOTO_PYTHONPATH").map_err(|_| {
@@ -53,7 +41,7 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
     );
     for &size in sizes_mib {
         let dir = lab.scratch(&format!("snapshot-{size}"));
-        let mut procs = Procs(Vec::new());
+        let mut procs = Children::default();
         procs.0.push(start_etcd(&dir)?);
         procs.0.push(start_moto(&moto_path, &dir)?);
         let value = "x".repeat(1 << 20);
