@@ -307,6 +307,20 @@ fn the_leader_alone_backs_up_to_a_directory_across_a_leader_change(etcd: Etcd, b
         "second",
         "after the leader changed",
     );
+
+    // status, on any member, names the newest snapshot and its age.
+    let out = lab.agent(first, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let newest_key = format!("{}/{}", lab.token, kept[2]);
+    assert!(
+        text.contains(&format!("backups: newest snapshot {newest_key}, ")),
+        "{text}"
+    );
+    let out = lab.agent(first, &["status", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["backup"]["newest"], newest_key.as_str());
+    assert!(json["backup"]["age_seconds"].as_u64().unwrap() < 60);
     for i in 0..3 {
         lab.stop_etcd(i);
     }
@@ -565,6 +579,15 @@ fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block
             std::fs::read_to_string(lab.nodes[leader].env_file().with_file_name("snapshot.json"))
                 .unwrap();
         assert!(record.contains("\"failed\""), "{record}");
+        // status shows why the store cannot be read, without judging the cluster by it.
+        let out = lab.agent(leader, &["status"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("backups: backup store s3://etcd-backups/prod/: "),
+            "{text}"
+        );
+        assert!(!text.contains(SECRET));
     }
 
     // A bucket that does not exist, on a real S3 server: named, with what to do.

@@ -18,6 +18,7 @@ use crate::decide::ClusterView;
 use crate::envfile::read_written;
 use crate::error::{Failure, Kind};
 use crate::etcd::EtcdClient;
+use crate::status::age_words;
 
 /// The longest etcd may stay silent in the middle of a snapshot.
 const STALL: Duration = Duration::from_secs(60);
@@ -114,8 +115,8 @@ async fn attempt(
             return Ok(Done::NotDue(format!(
                 "the newest snapshot, {}, is {} old; the next is due in {} (backup.interval)",
                 newest.database(),
-                human(age),
-                human(interval - age)
+                age_words(age as u64),
+                age_words((interval - age) as u64)
             )));
         }
     }
@@ -319,15 +320,4 @@ fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// `3h 5m`, `12m`, `40s`.
-fn human(secs: i64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h {m}m"),
-    }
 }

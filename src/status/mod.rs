@@ -42,6 +42,20 @@ pub struct Status {
     pub peer_ports: Vec<PeerPort>,
     /// This machine's agent's last run (`outcome.json`), as written.
     pub last_run: Option<serde_json::Value>,
+    /// With `[backup]`: the newest snapshot in the store (shown, not judged: alert on the
+    /// snapshot metrics, docs/backup.md).
+    pub backup: Option<Backup>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Backup {
+    /// `backup.url`.
+    pub store: String,
+    /// The newest complete snapshot's key, and its age in seconds.
+    pub newest: Option<String>,
+    pub age_seconds: Option<u64>,
+    /// Why the store could not be read.
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -108,6 +122,46 @@ pub async fn gather(
     now: u64,
     learner_grace: Duration,
 ) -> Result<Status, Failure> {
+    // The store is listed while the cluster is asked: a slow store costs no extra wait.
+    let (status, backup) = tokio::join!(
+        gather_cluster(settings, etcd, now, learner_grace),
+        newest_backup(settings, now)
+    );
+    let mut status = status?;
+    status.backup = backup;
+    Ok(status)
+}
+
+async fn newest_backup(settings: &Settings, now: u64) -> Option<Backup> {
+    let backup = settings.backup.as_ref()?;
+    let mut out = Backup {
+        store: backup.store.to_string(),
+        newest: None,
+        age_seconds: None,
+        error: None,
+    };
+    let found = async {
+        let store = crate::backup::store::Store::open(backup).await?;
+        crate::backup::snapshot::Found::list(&store, &settings.cluster.token).await
+    };
+    match found.await {
+        Ok(found) => {
+            if let Some(newest) = found.complete.iter().max() {
+                out.newest = Some(newest.database());
+                out.age_seconds = Some(now.saturating_sub(newest.taken_at.max(0) as u64));
+            }
+        }
+        Err(e) => out.error = Some(e.message),
+    }
+    Some(out)
+}
+
+async fn gather_cluster(
+    settings: &Settings,
+    etcd: &EtcdClient,
+    now: u64,
+    learner_grace: Duration,
+) -> Result<Status, Failure> {
     let written = read_written(&settings.env_file, &settings.cluster)?;
     let last_run = crate::outcome::read_last(&settings.outcome_file);
     let mut unreachable = Vec::new();
@@ -135,6 +189,7 @@ pub async fn gather(
         unreachable: Vec::new(),
         peer_ports: Vec::new(),
         last_run,
+        backup: None,
     };
     let Some((endpoint, view)) = answered else {
         status.unreachable = unreachable;
@@ -375,6 +430,7 @@ mod tests {
                 unreachable: Vec::new(),
                 peer_ports: Vec::new(),
                 last_run: None,
+                backup: None,
             },
             GRACE,
         )

@@ -111,6 +111,17 @@ pub fn text(s: &Status, colour: bool) -> String {
             field("reason")
         );
     }
+    if let Some(b) = &s.backup {
+        out += &match (&b.newest, b.age_seconds, &b.error) {
+            (_, _, Some(e)) => format!("backups: {e}\n"),
+            (Some(key), Some(age), None) => format!(
+                "backups: newest snapshot {key}, {} old, in {}\n",
+                super::age_words(age),
+                b.store
+            ),
+            _ => format!("backups: no snapshot of this cluster yet in {}\n", b.store),
+        };
+    }
     out
 }
 
