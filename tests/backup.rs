@@ -4,7 +4,8 @@
 //! sha256 is the manifest's, and etcd 3.5 restored from it serves the keys written before);
 //! retention keeps exactly what its rule says and touches nothing it did not write; a store that
 //! refuses, answers garbage or hangs is a clear failure that leaves nothing behind; the access
-//! key never shows.
+//! key never shows. moto checks every request's SigV4 signature against an access key made
+//! through its IAM, so a signing mistake fails these tests.
 
 #[macro_use]
 mod common;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use etcd_bootstrap::backup::stream::sha256_hex;
 use etcd_bootstrap::config::EtcdClientSettings;
+use etcd_bootstrap::discovery::api::urlencode;
 use etcd_bootstrap::etcd::EtcdClient;
 
 on_both_releases! {
@@ -332,9 +334,16 @@ struct Moto {
     endpoint: String,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
+    /// An access key made through moto's IAM: moto checks every request's SigV4 signature
+    /// against it once the setup calls are done.
+    id: String,
+    secret: String,
 }
 
 impl Moto {
+    /// moto on `ip:5000` with `bucket`, checking signatures: its first four requests go
+    /// unchecked (INITIAL_NO_AUTH_ACTION_COUNT): the bucket, an IAM user, its access key and a
+    /// policy letting it use S3. Every request after them must be signed with that key.
     fn start(ip: &str, bucket: &str) -> Moto {
         let path = std::env::var("MOTO_PYTHONPATH").expect(
             "MOTO_PYTHONPATH is not set: run the tests with scripts/test, which installs moto's S3 server",
@@ -342,11 +351,12 @@ impl Moto {
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", ip, "-p", "5000"])
             .env("PYTHONPATH", path)
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             endpoint: format!("http://{ip}:5000"),
             rt: tokio::runtime::Builder::new_current_thread()
@@ -354,37 +364,115 @@ impl Moto {
                 .build()
                 .unwrap(),
             http: reqwest::Client::new(),
+            id: String::new(),
+            secret: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let made = moto
-                .rt
-                .block_on(moto.http.put(format!("{}/{bucket}", moto.endpoint)).send());
-            if made.is_ok_and(|r| r.status().is_success()) {
-                return moto;
-            }
+        // Until it listens (a refused connection is not a request).
+        while std::net::TcpStream::connect(format!("{ip}:5000")).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "moto's S3 server never answered on {ip}:5000"
+                "moto's S3 server never listened on {ip}:5000"
             );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
+        let made = moto
+            .rt
+            .block_on(moto.http.put(format!("{}/{bucket}", moto.endpoint)).send())
+            .unwrap();
+        assert!(
+            made.status().is_success(),
+            "creating the bucket: {}",
+            made.status()
+        );
+        // IAM's query API; moto routes a request by the service its credential scope names.
+        let iam = |form: &[(&str, &str)]| -> String {
+            moto.rt.block_on(async {
+                let r = moto
+                    .http
+                    .post(&moto.endpoint)
+                    .header(
+                        "authorization",
+                        "AWS4-HMAC-SHA256 Credential=AKIASETUP/20261201/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                    )
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(
+                        form.iter()
+                            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                            .collect::<Vec<_>>()
+                            .join("&"),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "IAM {form:?}: {}", r.status());
+                r.text().await.unwrap()
+            })
+        };
+        iam(&[
+            ("Action", "CreateUser"),
+            ("UserName", "backup"),
+            ("Version", "2010-05-08"),
+        ]);
+        let key = iam(&[
+            ("Action", "CreateAccessKey"),
+            ("UserName", "backup"),
+            ("Version", "2010-05-08"),
+        ]);
+        let field = |tag: &str| {
+            key.split(&format!("<{tag}>"))
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        moto.id = field("AccessKeyId");
+        moto.secret = field("SecretAccessKey");
+        iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "backup"),
+            ("PolicyName", "backups"),
+            (
+                "PolicyDocument",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            ),
+            ("Version", "2010-05-08"),
+        ]);
+        moto
     }
 
+    /// The access key, in files as an operator keeps them.
+    fn write_keys(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("id"), format!("{}\n", self.id)).unwrap();
+        std::fs::write(dir.join("secret"), format!("{}\n", self.secret)).unwrap();
+        private(dir);
+    }
+
+    /// A signed GET of `path` (`BUCKET/KEY`, or `BUCKET?query` with the query encoded).
     fn get(&self, path: &str) -> Vec<u8> {
+        use etcd_bootstrap::awsapi::Signer;
+        let url = format!("{}/{path}", self.endpoint);
+        let credentials =
+            aws_credential_types::Credentials::new(&self.id, &self.secret, None, None, "test");
+        let mut settings = aws_sigv4::http_request::SigningSettings::default();
+        settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
+        settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+        let signer = Signer {
+            credentials: &credentials,
+            region: "us-east-1",
+            service: "s3",
+            settings,
+        };
+        let headers = signer.headers("GET", &url, &[], b"").unwrap();
         self.rt.block_on(async {
-            let r = self
-                .http
-                .get(format!("{}/{path}", self.endpoint))
-                // moto answers 403 to an anonymous GetObject; it does not check signatures,
-                // so any SigV4 header reads as the bucket's owner.
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEBACKUP/20261201/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .send()
-                .await
-                .unwrap();
+            let mut request = self.http.get(&url);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let r = request.send().await.unwrap();
             assert!(r.status().is_success(), "GET {path}: {}", r.status());
             r.bytes().await.unwrap().to_vec()
         })
@@ -392,6 +480,7 @@ impl Moto {
 
     /// The keys under `prefix`, from ListObjectsV2's XML.
     fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let prefix = prefix.replace('/', "%2F");
         let xml =
             String::from_utf8(self.get(&format!("{bucket}?list-type=2&prefix={prefix}"))).unwrap();
         let mut keys: Vec<String> = xml
@@ -421,11 +510,9 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
         kv.put(&lab.nodes[0].client_url(), &format!("bulk-{i}"), &value);
     }
     kv.put(&lab.nodes[0].client_url(), "marker", "in the s3 snapshot");
+    // moto's own access key: every request the agent makes is checked against its signature.
     let keys = lab.root.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    std::fs::write(keys.join("id"), "AKIAEXAMPLEBACKUP\n").unwrap();
-    std::fs::write(keys.join("secret"), format!("{SECRET}\n")).unwrap();
-    private(&keys);
+    moto.write_keys(&keys);
     lab.sections = format!(
         "[backup]\nurl = \"s3://etcd-backups/prod/main\"\nendpoint = \"{}\"\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
         moto.endpoint,
@@ -467,12 +554,29 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
     // The access key is never shown: not in any output, nor in the record.
     for out in outs.iter().chain([&again]) {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
-        assert!(!all.contains(SECRET));
+        assert!(!all.contains(&moto.secret));
     }
     let record =
         std::fs::read_to_string(lab.nodes[leader].env_file().with_file_name("snapshot.json"))
             .unwrap();
-    assert!(!record.contains(SECRET));
+    assert!(!record.contains(&moto.secret));
+
+    // A wrong secret: the store refuses the signature (exit 77), and it is not shown.
+    std::fs::write(keys.join("secret"), format!("{SECRET}\n")).unwrap();
+    let out = lab.agent(leader, &["snapshot", "--force"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SignatureDoesNotMatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains(SECRET));
+    assert_eq!(
+        moto.keys("etcd-backups", &format!("prod/main/{}/", lab.token))
+            .len(),
+        2,
+        "a refused run wrote nothing"
+    );
     // The record keeps the last upload beside the last attempt, which was not due.
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(record["last_attempt"]["result"], "not-due");
@@ -595,6 +699,7 @@ fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block
         &format!("127.{}.{block}.100", lab.etcd.net),
         "some-other-bucket",
     );
+    moto.write_keys(&keys);
     let (out, _) = snapshot_to(
         &mut lab,
         leader,
