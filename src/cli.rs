@@ -117,6 +117,20 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Restore this member's data dir from a snapshot in the [backup] store, with etcd stopped,
+    /// for a cluster brought back by hand: run it on every member, then start etcd on each
+    /// (docs/backup.md). The snapshot is checked against its manifest before anything changes;
+    /// data already there is kept, renamed, and only with --replace-data.
+    Restore {
+        /// The snapshot's key (`TOKEN/snapshot-....db`, as `status` and the journal name it);
+        /// default: the newest of this cluster's token.
+        #[arg(long, value_name = "KEY")]
+        snapshot: Option<String>,
+        /// Move this node's data dir aside (renamed `<data_dir>.before-restore-<unix time>`)
+        /// and restore over it.
+        #[arg(long)]
+        replace_data: bool,
+    },
     /// Leave the cluster for good (decommissioning: a lifecycle hook, a shutdown script): hand
     /// leadership to the healthiest other voter if this member leads, then remove this member.
     /// Refuses when the cluster would lose its quorum. Idempotent.

@@ -147,6 +147,19 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             )
             .map(|()| 0);
         }
+        Some(Command::Restore {
+            ref snapshot,
+            replace_data,
+        }) => {
+            let etcd = etcd_client(&settings, Default::default())?;
+            return finished(runtime.block_on(etcd_bootstrap::backup::restore(
+                &settings,
+                &etcd,
+                snapshot.as_deref(),
+                replace_data,
+            ))?)
+            .map(|()| 0);
+        }
         Some(Command::Status {
             format,
             ref learner_grace,
@@ -221,7 +234,8 @@ fn real_main(cli: Cli) -> Result<u8, Failure> {
             Command::Promote { .. }
             | Command::Leave { .. }
             | Command::Status { .. }
-            | Command::Snapshot { .. },
+            | Command::Snapshot { .. }
+            | Command::Restore { .. },
         ) => {
             unreachable!("handled above")
         }

@@ -24,6 +24,7 @@ on_both_releases! {
     the_leader_alone_backs_up_to_a_directory_across_a_leader_change => 110,
     the_leader_streams_a_large_snapshot_to_s3_in_parts => 111,
     a_store_that_refuses_answers_garbage_or_hangs_fails_clearly => 112,
+    a_cluster_is_restored_by_hand_from_the_newest_snapshot => 113,
 }
 
 const SECRET: &str = "moto-secret-key-never-shown";
@@ -584,9 +585,23 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
         record["last_success"]["key"],
         listed[0].trim_start_matches("prod/main/")
     );
+
+    // restore streams it back from S3 (signed, checked against its manifest) into a data dir.
+    moto.write_keys(&keys);
     for i in 0..3 {
         lab.stop_etcd(i);
     }
+    let out = lab.agent(leader, &["restore", "--replace-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "restored {}",
+            listed[0].trim_start_matches("prod/main/")
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(lab.nodes[leader].data_dir().join("member/snap/db").exists());
 }
 
 /// One machine backing up to `endpoint`: its result, and how long it took.
@@ -735,6 +750,102 @@ fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block
         env_before
     );
     assert!(dir_snapshot(&lab.nodes[leader].data_dir()).len() >= data_before);
+    for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+}
+
+fn a_cluster_is_restored_by_hand_from_the_newest_snapshot(etcd: Etcd, block: u8) {
+    let mut lab = formed(etcd, block);
+    let kv = Kv::new();
+    kv.put(&lab.nodes[0].client_url(), "kept", "in the snapshot");
+    let store = lab.root.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    lab.sections = format!("[backup]\nurl = \"file://{}\"\n", store.display());
+    lab.configure_all();
+    the_one_that_uploaded(&lab, &snapshot_everywhere(&lab, &[]));
+    kv.put(&lab.nodes[0].client_url(), "later", "after the snapshot");
+
+    // While etcd runs, and over data without --replace-data: refused, nothing changed.
+    let out = lab.agent(0, &["restore"]);
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stop it on every member first"),
+        "{}",
+        stderr(&out)
+    );
+    for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+    let before: Vec<_> = (0..3)
+        .map(|i| dir_snapshot(&lab.nodes[i].data_dir()))
+        .collect();
+    let out = lab.agent(0, &["restore"]);
+    assert_eq!(out.status.code(), Some(79), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--replace-data"), "{}", stderr(&out));
+
+    // A snapshot whose bytes are not its manifest's: refused before anything changes.
+    let db = dir_snapshot(&store)
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .unwrap();
+    let good = std::fs::read(&db).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0xff;
+    std::fs::write(&db, &bad).unwrap();
+    let out = lab.agent(0, &["restore", "--replace-data"]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("do not match its manifest"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        dir_snapshot(&lab.nodes[0].data_dir()),
+        before[0],
+        "the data dir changed"
+    );
+    std::fs::write(&db, &good).unwrap();
+
+    // Every member restores the same snapshot; the old data is kept beside.
+    for (i, before) in before.iter().enumerate() {
+        let out = lab.agent(i, &["restore", "--replace-data"]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("as {}, one of 3 members", lab.nodes[i].name)),
+            "{err}"
+        );
+        assert!(err.contains("the data that was there is in "), "{err}");
+        assert_ne!(&dir_snapshot(&lab.nodes[i].data_dir()), before);
+    }
+    let kept_aside = std::fs::read_dir(lab.nodes[0].data_dir().parent().unwrap())
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("data.before-restore-")
+        });
+    assert!(kept_aside);
+
+    // The boot run finds data of its own on each and restarts it; the cluster serves what the
+    // snapshot held, and not what came after it.
+    lab.agents_ok_together(&[0, 1, 2]);
+    for i in 0..3 {
+        assert_eq!(
+            lab.nodes[i].env_value("ETCD_INITIAL_CLUSTER_STATE"),
+            "existing"
+        );
+        lab.start_etcd(i);
+    }
+    lab.wait_healthy(&[0, 1, 2], 3);
+    assert_eq!(
+        kv.get(&lab.nodes[1].client_url(), "kept"),
+        b64("in the snapshot")
+    );
+    assert_eq!(kv.get(&lab.nodes[2].client_url(), "later"), "");
     for i in 0..3 {
         lab.stop_etcd(i);
     }

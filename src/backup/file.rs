@@ -79,6 +79,11 @@ impl FileStore {
         Ok(bytes)
     }
 
+    pub fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, StoreError> {
+        let path = self.dir.join(key);
+        fs::copy(&path, dest).map_err(|e| self.error("copy", &path, &e))
+    }
+
     pub fn upload(&self, key: &str) -> Result<FileUpload, StoreError> {
         let path = self.dir.join(key);
         if let Some(parent) = path.parent() {

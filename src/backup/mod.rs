@@ -5,6 +5,7 @@
 pub mod file;
 pub mod manifest;
 pub mod record;
+pub mod restore;
 pub mod retention;
 #[cfg(feature = "aws")]
 pub mod s3;
@@ -12,4 +13,5 @@ pub mod snapshot;
 pub mod store;
 pub mod stream;
 
+pub use restore::restore;
 pub use snapshot::snapshot;

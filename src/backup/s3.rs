@@ -249,6 +249,47 @@ impl S3Store {
         Ok(answer.body)
     }
 
+    /// GetObject, streamed to `dest` as it arrives.
+    pub async fn download(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
+        use std::io::Write;
+        let url = format!("{}{}", self.base, self.object(key));
+        let mut request = self.http.get(&url);
+        for (name, value) in self.signature("GET", &url, &[])? {
+            request = request.header(name, value);
+        }
+        let what = format!("reading {key}");
+        let failed = |e: &dyn std::fmt::Display| {
+            StoreError::new(format!("backup store {}: {what}: {e}", self.shown))
+        };
+        let mut response = request.send().await.map_err(|e| failed(&e.without_url()))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            let (code, message) = parse_error(&body)
+                .unwrap_or_else(|| (format!("HTTP {}", status.as_u16()), String::new()));
+            return Err(StoreError {
+                denied: status == reqwest::StatusCode::FORBIDDEN,
+                message: format!(
+                    "backup store {}: {what}: {code}: {}",
+                    self.shown,
+                    excerpt(&message)
+                ),
+            });
+        }
+        let mut file = std::fs::File::create(dest).map_err(|e| failed(&e))?;
+        let mut size = 0u64;
+        while let Some(piece) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(&e.without_url()))?
+        {
+            file.write_all(&piece).map_err(|e| failed(&e))?;
+            size += piece.len() as u64;
+        }
+        file.sync_all().map_err(|e| failed(&e))?;
+        Ok(size)
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.call(
             Method::DELETE,

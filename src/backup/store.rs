@@ -101,6 +101,19 @@ impl Store {
         upload.finish().await
     }
 
+    /// An object of any size, streamed into the file `dest` (created; removed on failure).
+    pub async fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, StoreError> {
+        let done = match self {
+            Store::File(s) => s.download(key, dest),
+            #[cfg(feature = "aws")]
+            Store::S3(s) => s.download(key, dest).await,
+        };
+        if done.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        done
+    }
+
     pub async fn upload(&self, key: &str) -> Result<Upload, StoreError> {
         match self {
             Store::File(s) => Ok(Upload::File(s.upload(key)?)),

@@ -22,6 +22,7 @@ pub struct RawBackup {
     pub keep_newest: Option<i64>,
     pub keep_daily: Option<i64>,
     pub timeout: Option<String>,
+    pub restore_tool: Option<PathBuf>,
 }
 
 /// Where snapshots are kept.
@@ -66,6 +67,9 @@ pub struct BackupSettings {
     pub keep: Keep,
     /// How long the store may take to connect or stay silent within a call.
     pub timeout: Duration,
+    /// etcd's own restore tool (`etcdutl`, or `etcdctl` for 3.4); `None`: the one beside the
+    /// etcd binary.
+    pub restore_tool: Option<PathBuf>,
 }
 
 impl BackupSettings {
@@ -85,6 +89,7 @@ impl BackupSettings {
             ("keep_newest", raw.keep_newest.is_some(), false),
             ("keep_daily", raw.keep_daily.is_some(), false),
             ("timeout", raw.timeout.is_some(), false),
+            ("restore_tool", raw.restore_tool.is_some(), false),
         ];
         let Some(url) = raw.url else {
             return match given.iter().find(|(_, set, _)| *set) {
@@ -149,6 +154,18 @@ impl BackupSettings {
                 "backup.{key} is {n}; it must be between {min} and 10000"
             )),
         };
+        if let Some(tool) = &raw.restore_tool
+            && (!tool.is_absolute()
+                || !matches!(
+                    tool.file_name().and_then(|n| n.to_str()),
+                    Some("etcdutl" | "etcdctl")
+                ))
+        {
+            return Err(format!(
+                "backup.restore_tool {} must be the absolute path of etcdutl (etcd 3.5 and later) or etcdctl (3.4)",
+                tool.display()
+            ));
+        }
         let timeout = dur("backup.timeout", raw.timeout.as_deref(), "30s")?;
         if timeout.is_zero() {
             return Err("backup.timeout must be more than 0s".into());
@@ -167,6 +184,7 @@ impl BackupSettings {
             interval,
             keep,
             timeout,
+            restore_tool: raw.restore_tool,
         }))
     }
 }
