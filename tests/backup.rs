@@ -6,6 +6,8 @@
 //! refuses, answers garbage or hangs is a clear failure that leaves nothing behind; the access
 //! key never shows. moto checks every request's SigV4 signature against an access key made
 //! through its IAM, so a signing mistake fails these tests.
+// S3 needs the default `aws` feature (SigV4), and these tests sign their own reads of moto.
+#![cfg(feature = "aws")]
 
 #[macro_use]
 mod common;
