@@ -64,12 +64,18 @@ pub async fn restore(
         ));
     }
     let data_dir = &settings.cluster.data_dir;
-    let held = datadir::inspect(data_dir)?.dir == DataDir::HasMember;
-    if held && !replace_data {
+    // Anything in the data dir (etcd's member or not) is kept: renamed aside, never deleted.
+    let occupied = std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !replace_data {
+        let what = if datadir::inspect(data_dir)?.dir == DataDir::HasMember {
+            "holds etcd data"
+        } else {
+            "is not empty"
+        };
         return Err(Failure::new(
             Kind::Unsafe,
             format!(
-                "{} holds etcd data: restore with --replace-data to move it aside (it is kept, renamed) and restore over it; nothing was changed",
+                "{} {what}: restore with --replace-data to move it aside (it is kept, renamed) and restore in its place; nothing was changed",
                 data_dir.display()
             ),
         ));
@@ -133,12 +139,12 @@ pub async fn restore(
             return Err(e);
         }
     };
-    let aside = if held {
+    let aside = if occupied {
         Some(datadir::move_aside(data_dir, "before-restore")?)
     } else {
         if data_dir.exists() {
-            // Empty, or without a member: nothing of etcd's.
-            std::fs::remove_dir_all(data_dir).map_err(|e| io("remove", data_dir, e))?;
+            // Empty (remove_dir removes nothing else).
+            std::fs::remove_dir(data_dir).map_err(|e| io("remove the empty", data_dir, e))?;
         }
         None
     };
@@ -286,11 +292,14 @@ fn restore_tool(backup: &BackupSettings, etcd_binary: &Path) -> Result<PathBuf, 
         })
 }
 
-/// The restored files belong to whoever owned the data dir's parent (etcd's user): a restore
-/// run as root must not leave etcd unable to write its own data.
+/// Run as root, the restored files are given to whoever owns the data dir's parent (etcd's
+/// user: /var/lib/etcd): a restore run as root must not leave etcd unable to write its data.
 fn give_to_owner(data_dir: &Path) -> Result<(), Failure> {
     use std::os::unix::fs::MetadataExt;
-    let Some(parent) = data_dir.parent() else {
+    // Run as etcd's user, the files are already its own.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(parent) = data_dir.parent().filter(|_| root) else {
         return Ok(());
     };
     let meta = std::fs::metadata(parent)
