@@ -86,7 +86,7 @@ async fn attempt(
     if status.leader == 0 {
         return Err(unavailable(
             "this member's etcd sees no leader",
-            &"the cluster has no quorum?",
+            &"an election is under way, or the quorum is lost",
         ));
     }
     let view = etcd
@@ -109,7 +109,8 @@ async fn attempt(
     let token = &settings.cluster.token;
     let found = Found::list(&store, token).await?;
     if !force && let Some(newest) = found.complete.iter().max() {
-        let age = now - newest.taken_at;
+        // A member whose clock runs ahead may have named one in the future: not older than 0.
+        let age = (now - newest.taken_at).max(0);
         let interval = backup.interval.as_secs() as i64;
         if age < interval {
             return Ok(Done::NotDue(format!(
