@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::envfile;
+use crate::outcome::metrics::gauge;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
@@ -71,9 +72,12 @@ pub fn write(settings: &Settings, attempt: Attempt, success: Option<Success>) {
 fn write_metrics(path: &Path, record: &SnapshotRecord) {
     let mut text = String::new();
     let mut metric = |name: &str, help: &str, value: String| {
-        text.push_str(&format!(
-            "# HELP etcd_bootstrap_snapshot_{name} {help}\n# TYPE etcd_bootstrap_snapshot_{name} gauge\netcd_bootstrap_snapshot_{name} {value}\n"
-        ));
+        gauge(
+            &mut text,
+            &format!("snapshot_{name}"),
+            help,
+            &[(String::new(), value)],
+        )
     };
     if let Some(a) = &record.last_attempt {
         metric(

@@ -106,6 +106,47 @@ impl S3Store {
         }
     }
 
+    /// A request for `url`, with its SigV4 headers for `body`.
+    fn signed(
+        &self,
+        method: Method,
+        url: &str,
+        body: &[u8],
+    ) -> Result<reqwest::RequestBuilder, StoreError> {
+        let mut request = self.http.request(method.clone(), url);
+        for (name, value) in self.signature(method.as_str(), url, body)? {
+            request = request.header(name, value);
+        }
+        Ok(request)
+    }
+
+    /// The error for an answer outside 2xx: S3's code and message (or the status and what the
+    /// body says), what to do for the refusals an operator can fix, and whether the key was
+    /// refused (exit 77).
+    fn refused(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> StoreError {
+        let (code, message) = parse_error(body).unwrap_or_else(|| {
+            (
+                format!("HTTP {}", status.as_u16()),
+                excerpt(String::from_utf8_lossy(body).trim()),
+            )
+        });
+        StoreError {
+            denied: status == reqwest::StatusCode::FORBIDDEN
+                || status == reqwest::StatusCode::UNAUTHORIZED,
+            message: format!(
+                "backup store {}: {what}: {code}: {}{}",
+                self.shown,
+                excerpt(&message),
+                match status.as_u16() {
+                    403 =>
+                        "; check the access key and that it may list, read, write and delete under the prefix (docs/backup.md)",
+                    404 if code == "NoSuchBucket" => "; create the bucket (backup.url)",
+                    _ => "",
+                }
+            ),
+        }
+    }
+
     /// A key's path in the bucket.
     fn object(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
@@ -126,10 +167,7 @@ impl S3Store {
         if !query.is_empty() {
             url = format!("{url}?{query}");
         }
-        let mut request = self.http.request(method.clone(), &url);
-        for (name, value) in self.signature(method.as_str(), &url, &body)? {
-            request = request.header(name, value);
-        }
+        let request = self.signed(method, &url, &body)?;
         let failed = |e: reqwest::Error| {
             let why = if e.is_timeout() {
                 format!("no answer within {:?} (backup.timeout)", self.timeout)
@@ -151,27 +189,7 @@ impl S3Store {
         if status.is_success() {
             return Ok(Answer { status, etag, body });
         }
-        let (code, message) = parse_error(&body).unwrap_or_else(|| {
-            (
-                format!("HTTP {}", status.as_u16()),
-                excerpt(String::from_utf8_lossy(&body).trim()),
-            )
-        });
-        Err(StoreError {
-            denied: status == reqwest::StatusCode::FORBIDDEN
-                || status == reqwest::StatusCode::UNAUTHORIZED,
-            message: format!(
-                "backup store {}: {what}: {code}: {}{}",
-                self.shown,
-                excerpt(&message),
-                match status.as_u16() {
-                    403 =>
-                        "; check the access key and that it may list, read, write and delete under the prefix (docs/backup.md)",
-                    404 if code == "NoSuchBucket" => "; create the bucket (backup.url)",
-                    _ => "",
-                }
-            ),
-        })
+        Err(self.refused(status, &body, what))
     }
 
     fn signature(
@@ -253,10 +271,7 @@ impl S3Store {
     pub async fn download(&self, key: &str, dest: &Path) -> Result<u64, StoreError> {
         use std::io::Write;
         let url = format!("{}{}", self.base, self.object(key));
-        let mut request = self.http.get(&url);
-        for (name, value) in self.signature("GET", &url, &[])? {
-            request = request.header(name, value);
-        }
+        let request = self.signed(Method::GET, &url, &[])?;
         let what = format!("reading {key}");
         let failed = |e: &dyn std::fmt::Display| {
             StoreError::new(format!("backup store {}: {what}: {e}", self.shown))
@@ -265,16 +280,7 @@ impl S3Store {
         if !response.status().is_success() {
             let status = response.status();
             let body = response.bytes().await.unwrap_or_default();
-            let (code, message) = parse_error(&body)
-                .unwrap_or_else(|| (format!("HTTP {}", status.as_u16()), String::new()));
-            return Err(StoreError {
-                denied: status == reqwest::StatusCode::FORBIDDEN,
-                message: format!(
-                    "backup store {}: {what}: {code}: {}",
-                    self.shown,
-                    excerpt(&message)
-                ),
-            });
+            return Err(self.refused(status, &body, &what));
         }
         let mut file = std::fs::File::create(dest).map_err(|e| failed(&e))?;
         let mut size = 0u64;

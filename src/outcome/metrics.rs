@@ -3,15 +3,21 @@
 
 use super::Record;
 
+/// One gauge `etcd_bootstrap_<name>` in the exposition format: its help, type and samples
+/// (`labels` as written, `{a="b"}` or empty).
+pub fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, String)]) {
+    out.push_str(&format!(
+        "# HELP etcd_bootstrap_{name} {help}\n# TYPE etcd_bootstrap_{name} gauge\n"
+    ));
+    for (labels, value) in samples {
+        out.push_str(&format!("etcd_bootstrap_{name}{labels} {value}\n"));
+    }
+}
+
 pub fn text(r: &Record) -> String {
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
-        out +=
-            &format!("# HELP etcd_bootstrap_{name} {help}\n# TYPE etcd_bootstrap_{name} gauge\n");
-        for (labels, value) in samples {
-            out += &format!("etcd_bootstrap_{name}{labels} {value}\n");
-        }
-    };
+    let mut gauge =
+        |name: &str, help: &str, samples: &[(String, String)]| gauge(&mut out, name, help, samples);
     let plain = |v: String| vec![(String::new(), v)];
     gauge(
         "last_run_success",

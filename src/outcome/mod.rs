@@ -5,7 +5,7 @@
 
 pub mod counters;
 pub mod journal;
-mod metrics;
+pub mod metrics;
 
 use std::path::Path;
 use std::time::Duration;
