@@ -28,6 +28,9 @@ pub fn text(plan: &Plan, env: Option<&str>) -> String {
     if let Some(line) = versions_line(obs) {
         out += &line;
     }
+    if let Some(b) = &obs.backups {
+        out += &format!("backups: {}: {}\n", b.store, store_word(b));
+    }
     match &obs.source.fallback_because {
         Some(why) => {
             out += &format!(
@@ -106,6 +109,7 @@ pub fn write_json(
         data_dir: obs.data,
         data_wal: obs.wal.as_ref(),
         local_etcd: obs.local_etcd.as_ref(),
+        backups: obs.backups.as_ref(),
         discovered: obs.candidates.iter().map(JsonCandidate::from).collect(),
         probes: &obs.probes,
         steps: steps
@@ -135,6 +139,9 @@ struct JsonPlan<'a> {
     /// The etcd this machine would start (`etcd.binary` and its version), when it was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     local_etcd: Option<&'a crate::decide::LocalEtcd>,
+    /// The backup store (`[backup]`) and what it holds, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backups: Option<&'a crate::decide::Backups>,
     discovered: Vec<JsonCandidate<'a>>,
     probes: &'a [Probe],
     steps: Vec<JsonStep<'a>>,
@@ -210,6 +217,26 @@ fn versions_line(obs: &Observation) -> Option<String> {
         "etcd here: {} {}{upgrade}\n",
         local.binary, local.version
     ))
+}
+
+fn store_word(b: &crate::decide::Backups) -> String {
+    use crate::decide::StoreLook;
+    match &b.look {
+        StoreLook::NotNeeded => {
+            "not looked at (a cluster answers, or this node restarts on its data)".into()
+        }
+        StoreLook::Nothing => "no snapshot of this cluster token".into(),
+        StoreLook::Newest(s) => format!(
+            "newest {}{}",
+            crate::decide::described(s),
+            if b.restore {
+                ""
+            } else {
+                "; backup.restore = false"
+            }
+        ),
+        StoreLook::Unreadable { reason } => format!("cannot be read: {reason}"),
+    }
 }
 
 fn answer_word(a: &PeerAnswer) -> String {

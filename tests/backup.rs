@@ -27,6 +27,7 @@ on_both_releases! {
     the_leader_streams_a_large_snapshot_to_s3_in_parts => 111,
     a_store_that_refuses_answers_garbage_or_hangs_fails_clearly => 112,
     a_cluster_is_restored_by_hand_from_the_newest_snapshot => 113,
+    a_fleet_whose_machines_all_went_restores_at_boot_never_empty => 114,
 }
 
 const SECRET: &str = "moto-secret-key-never-shown";
@@ -849,6 +850,113 @@ fn a_cluster_is_restored_by_hand_from_the_newest_snapshot(etcd: Etcd, block: u8)
     );
     assert_eq!(kv.get(&lab.nodes[2].client_url(), "later"), "");
     for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+}
+
+/// Runs the agents of `machines` together for `secs` seconds (they wait: no decision is due) and
+/// returns what each said.
+fn agents_waiting(lab: &Lab, machines: &[usize], secs: u64) -> Vec<String> {
+    let children: Vec<Child> = machines.iter().map(|&i| lab.agent_spawn(i, &[])).collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    children
+        .into_iter()
+        .map(|mut c| {
+            assert!(c.try_wait().unwrap().is_none(), "an agent stopped waiting");
+            c.kill().unwrap();
+            stderr(&c.wait_with_output().unwrap())
+        })
+        .collect()
+}
+
+/// Total loss: every machine of a cluster terminated, three fresh ones (new names, new
+/// addresses, empty disks) start with the same token. They never bootstrap empty while the store
+/// holds a snapshot of it: with `backup.restore = false` they wait and name it, with a store that
+/// cannot be read they wait and say why, and by default every one restores the same snapshot and
+/// the new cluster serves its keys.
+fn a_fleet_whose_machines_all_went_restores_at_boot_never_empty(etcd: Etcd, block: u8) {
+    let mut lab = formed(etcd, block);
+    let kv = Kv::new();
+    kv.put(&lab.nodes[0].client_url(), "kept", "in the snapshot");
+    let store = lab.root.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let backup = format!("[backup]\nurl = \"file://{}\"\n", store.display());
+    lab.sections = backup.clone();
+    lab.configure_all();
+    the_one_that_uploaded(&lab, &snapshot_everywhere(&lab, &[]));
+    kv.put(&lab.nodes[0].client_url(), "later", "after the snapshot");
+    for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+    let key = files_under(&store)
+        .into_iter()
+        .find(|k| k.ends_with(".db"))
+        .unwrap();
+    let key = key.trim_start_matches('/');
+
+    let net = lab.etcd.net;
+    let fresh: Vec<usize> = (11..14)
+        .map(|k| lab.add_node(&format!("127.{net}.{block}.{k}")))
+        .collect();
+    let configure = |lab: &mut Lab, sections: String| {
+        lab.sections = sections;
+        for &i in &fresh {
+            lab.configure(i, &fresh);
+        }
+    };
+
+    // Restoring switched off: they wait, naming the snapshot and the setting.
+    configure(&mut lab, format!("{backup}restore = false\n"));
+    for err in agents_waiting(&lab, &fresh, 4) {
+        assert!(
+            err.contains("backup.restore = false") && err.contains(key),
+            "{err}"
+        );
+    }
+    // A store that cannot be read (an unmounted volume) is no empty store: they wait.
+    configure(
+        &mut lab,
+        format!("[backup]\nurl = \"file://{}/unmounted\"\n", store.display()),
+    );
+    for err in agents_waiting(&lab, &fresh, 4) {
+        assert!(
+            err.contains("cannot be read") && err.contains("not a directory"),
+            "{err}"
+        );
+    }
+    for &i in &fresh {
+        assert!(!lab.nodes[i].data_dir().join("member").exists());
+        assert!(!lab.nodes[i].env_file().exists());
+    }
+
+    // By default: every one restores the same snapshot into a new cluster of the three.
+    configure(&mut lab, backup);
+    for out in lab.agents_ok_together(&fresh) {
+        let err = stderr(&out);
+        assert!(err.contains(&format!("restored snapshot {key}")), "{err}");
+    }
+    for &i in &fresh {
+        assert_eq!(lab.nodes[i].env_value("ETCD_INITIAL_CLUSTER_STATE"), "new");
+        assert!(
+            !lab.nodes[i]
+                .data_dir()
+                .join(".etcd-bootstrap-restore")
+                .exists()
+        );
+        lab.start_etcd(i);
+    }
+    let view = lab.wait_healthy(&fresh, 3);
+    let mut names: Vec<_> = view.members.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["node-11", "node-12", "node-13"]);
+    for &i in &fresh {
+        assert_eq!(
+            kv.get(&lab.nodes[i].client_url(), "kept"),
+            b64("in the snapshot")
+        );
+        assert_eq!(kv.get(&lab.nodes[i].client_url(), "later"), "");
+    }
+    for &i in &fresh {
         lab.stop_etcd(i);
     }
 }

@@ -477,6 +477,7 @@ impl World {
             probes,
             undiscovered_alive: alive,
             local_etcd: None,
+            backups: None,
         })
     }
 

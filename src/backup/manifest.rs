@@ -116,6 +116,19 @@ impl SnapshotName {
 }
 
 impl Manifest {
+    /// The snapshot as the decision core and a restore see it.
+    pub fn snapshot_ref(&self) -> crate::decide::SnapshotRef {
+        crate::decide::SnapshotRef {
+            key: self.snapshot.clone(),
+            sha256: self.sha256.clone(),
+            db_size: self.db_size,
+            cluster_id: self.cluster_id.clone(),
+            revision: self.revision,
+            raft_index: self.raft_index,
+            taken_at: self.taken_at,
+        }
+    }
+
     /// A manifest read back from the store: its JSON, and consistent with the name it was found
     /// under (`name`) and the token looked for. Errors say what is wrong in one line.
     pub fn read(bytes: &[u8], token: &str, name: &SnapshotName) -> Result<Manifest, String> {

@@ -2,6 +2,7 @@
 //! streams the leader's snapshot to the store named by `[backup]` with a manifest beside it,
 //! and keeps the store to the retention rule (docs/backup.md).
 
+pub mod boot;
 pub mod file;
 pub mod manifest;
 pub mod record;

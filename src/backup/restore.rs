@@ -22,6 +22,7 @@ use super::store::Store;
 use super::stream::hex;
 use crate::config::{BackupSettings, Settings};
 use crate::datadir::{self, DataDir};
+use crate::decide::SnapshotRef;
 use crate::envfile::read_written;
 use crate::error::{Failure, Kind};
 use crate::etcd::EtcdClient;
@@ -131,7 +132,13 @@ pub async fn restore(
         std::fs::remove_dir_all(&work).map_err(|e| io("remove", &work, e))?;
     }
     std::fs::create_dir_all(&work).map_err(|e| io("create", &work, e))?;
-    let result = restore_into(&store, &manifest, &work, &me, &written, token, &tool).await;
+    let target = Target {
+        name: &me,
+        initial_cluster: &written.peers,
+        peer_url: &written.my_peer,
+        token,
+    };
+    let result = restore_into(&store, &manifest.snapshot_ref(), &work, &target, &tool).await;
     let restored = match result {
         Ok(dir) => dir,
         Err(e) => {
@@ -172,22 +179,29 @@ pub async fn restore(
     ))
 }
 
+/// The member a restore makes: its name and peer URL in the new cluster, all its members
+/// (`name`, peer URL), and the cluster token.
+pub struct Target<'a, N: std::fmt::Display> {
+    pub name: &'a str,
+    pub initial_cluster: &'a [(N, String)],
+    pub peer_url: &'a str,
+    pub token: &'a str,
+}
+
 /// Downloads and checks the snapshot, and restores it into `work/data` (returned).
-async fn restore_into(
+pub(super) async fn restore_into<N: std::fmt::Display>(
     store: &Store,
-    manifest: &Manifest,
+    snapshot: &SnapshotRef,
     work: &Path,
-    me: &str,
-    written: &crate::envfile::Written,
-    token: &str,
+    target: &Target<'_, N>,
     tool: &Path,
 ) -> Result<PathBuf, Failure> {
     let file = work.join("snapshot.db");
-    store.download(&manifest.snapshot, &file).await?;
-    check(&file, manifest)?;
+    store.download(&snapshot.key, &file).await?;
+    check(&file, snapshot)?;
     let data = work.join("data");
-    let initial_cluster = written
-        .peers
+    let initial_cluster = target
+        .initial_cluster
         .iter()
         .map(|(n, u)| format!("{n}={u}"))
         .collect::<Vec<_>>()
@@ -198,9 +212,9 @@ async fn restore_into(
         .arg(&file)
         .arg("--data-dir")
         .arg(&data)
-        .args(["--name", me, "--initial-cluster", &initial_cluster])
-        .args(["--initial-cluster-token", token])
-        .args(["--initial-advertise-peer-urls", &written.my_peer])
+        .args(["--name", target.name, "--initial-cluster", &initial_cluster])
+        .args(["--initial-cluster-token", target.token])
+        .args(["--initial-advertise-peer-urls", target.peer_url])
         .output()
         .map_err(|e| {
             Failure::new(
@@ -228,14 +242,11 @@ async fn restore_into(
 }
 
 /// The download is the database followed by its sha256, both as the manifest says.
-fn check(file: &Path, manifest: &Manifest) -> Result<(), Failure> {
+fn check(file: &Path, manifest: &SnapshotRef) -> Result<(), Failure> {
     let bad = |why: String| {
         Failure::new(
             Kind::DataErr,
-            format!(
-                "snapshot {}: {why}; nothing was restored",
-                manifest.snapshot
-            ),
+            format!("snapshot {}: {why}; nothing was restored", manifest.key),
         )
     };
     let mut f = std::fs::File::open(file).map_err(|e| bad(e.to_string()))?;
@@ -273,7 +284,10 @@ fn check(file: &Path, manifest: &Manifest) -> Result<(), Failure> {
 
 /// `backup.restore_tool`, else etcdutl beside the etcd binary (3.5 and later), else etcdctl
 /// there (3.4, whose etcdctl restores).
-fn restore_tool(backup: &BackupSettings, etcd_binary: &Path) -> Result<PathBuf, Failure> {
+pub(super) fn restore_tool(
+    backup: &BackupSettings,
+    etcd_binary: &Path,
+) -> Result<PathBuf, Failure> {
     if let Some(tool) = &backup.restore_tool {
         return Ok(tool.clone());
     }
@@ -294,7 +308,7 @@ fn restore_tool(backup: &BackupSettings, etcd_binary: &Path) -> Result<PathBuf, 
 
 /// Run as root, the restored files are given to whoever owns the data dir's parent (etcd's
 /// user: /var/lib/etcd): a restore run as root must not leave etcd unable to write its data.
-fn give_to_owner(data_dir: &Path) -> Result<(), Failure> {
+pub(super) fn give_to_owner(data_dir: &Path) -> Result<(), Failure> {
     use std::os::unix::fs::MetadataExt;
     // Run as etcd's user, the files are already its own.
     // SAFETY: geteuid has no preconditions and cannot fail.

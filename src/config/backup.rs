@@ -23,6 +23,7 @@ pub struct RawBackup {
     pub keep_daily: Option<i64>,
     pub timeout: Option<String>,
     pub restore_tool: Option<PathBuf>,
+    pub restore: Option<bool>,
 }
 
 /// Where snapshots are kept.
@@ -70,6 +71,9 @@ pub struct BackupSettings {
     /// etcd's own restore tool (`etcdutl`, or `etcdctl` for 3.4); `None`: the one beside the
     /// etcd binary.
     pub restore_tool: Option<PathBuf>,
+    /// A fleet that would bootstrap empty restores the store's newest snapshot of its token
+    /// (the `restore` row); off: it waits, naming the snapshot.
+    pub restore: bool,
 }
 
 impl BackupSettings {
@@ -90,6 +94,7 @@ impl BackupSettings {
             ("keep_daily", raw.keep_daily.is_some(), false),
             ("timeout", raw.timeout.is_some(), false),
             ("restore_tool", raw.restore_tool.is_some(), false),
+            ("restore", raw.restore.is_some(), false),
         ];
         let Some(url) = raw.url else {
             return match given.iter().find(|(_, set, _)| *set) {
@@ -185,6 +190,7 @@ impl BackupSettings {
             keep,
             timeout,
             restore_tool: raw.restore_tool,
+            restore: raw.restore.unwrap_or(true),
         }))
     }
 }

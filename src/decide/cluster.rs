@@ -34,6 +34,7 @@ pub(super) fn decide_with_cluster(
                         initial_cluster: expected,
                         force_new_cluster: false,
                         learner: false,
+                        restore: None,
                     }),
                     format!(
                         "cluster {:x} is the bootstrap of exactly this member set, and this node's initial member {:x} has not started yet: starting with it as the static bootstrap intends",

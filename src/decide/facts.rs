@@ -87,6 +87,77 @@ pub struct Vouch {
     /// status, so every machine says the same thing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The snapshot this agent would restore instead of bootstrapping empty: the newest of this
+    /// cluster token in the backup store (`[backup]`). A restore needs every member to name the
+    /// same one; absent: the store holds none, or no store is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreRef>,
+}
+
+/// A snapshot as vouches name it: its key in the store and the sha256 of its database.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreRef {
+    pub key: String,
+    pub sha256: String,
+}
+
+/// The newest complete snapshot of this cluster token in the backup store, from its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRef {
+    /// The database's key, relative to the store's prefix.
+    pub key: String,
+    pub sha256: String,
+    pub db_size: u64,
+    /// etcd's cluster id (hex), revision and raft index when it was taken.
+    pub cluster_id: String,
+    pub revision: u64,
+    pub raft_index: u64,
+    /// Unix seconds.
+    pub taken_at: i64,
+}
+
+impl SnapshotRef {
+    pub fn named(&self) -> RestoreRef {
+        RestoreRef {
+            key: self.key.clone(),
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// What a look at the backup store found (`[backup]` configured).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "found", rename_all = "snake_case")]
+pub enum StoreLook {
+    /// Not looked at: a cluster answered, so no restore or recovery can be at stake.
+    NotNeeded,
+    /// The store was read and holds no complete snapshot of this token.
+    Nothing,
+    Newest(SnapshotRef),
+    /// It could not be read (refused, timed out, garbage): never taken as "no snapshot".
+    Unreadable {
+        reason: String,
+    },
+}
+
+/// The backup store as the decision sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Backups {
+    /// `backup.url`, as shown to people (no secret in it).
+    pub store: String,
+    /// `backup.restore`: restore a found snapshot at a first bootstrap (else wait, naming it).
+    pub restore: bool,
+    pub look: StoreLook,
+}
+
+impl Backups {
+    /// The snapshot a first bootstrap would restore, as a vouch names it.
+    pub fn would_restore(&self) -> Option<RestoreRef> {
+        match &self.look {
+            StoreLook::Newest(s) => Some(s.named()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -194,6 +265,8 @@ pub struct Facts<'a> {
     pub data_copied: bool,
     /// The etcd this machine would start, when it could be asked.
     pub local_etcd: Option<&'a LocalEtcd>,
+    /// The backup store, when `[backup]` is configured.
+    pub backups: Option<&'a Backups>,
 }
 
 /// The etcd binary this machine starts (`etcd.binary`) and the version it reports.

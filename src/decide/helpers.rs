@@ -147,5 +147,6 @@ pub(super) fn start_in(
         initial_cluster: initial_cluster(f, view, me),
         force_new_cluster: false,
         learner,
+        restore: None,
     }
 }

@@ -12,6 +12,7 @@
 //! | empty    | yes             | started member with my URL/name | `replace-self`      |
 //! | empty    | yes             | no                              | `join`              |
 //! | empty    | no; every other member vouched empty for this set | – | `bootstrap`  |
+//! | empty    | no; the same, and the backup store holds a snapshot of this token that every member names | – | `restore` |
 //! | empty    | unknown         | –                               | `wait`              |
 //!
 //! Where each row lives: the data-dir rows here; `cluster.rs` the rows with a cluster answering;
@@ -36,12 +37,12 @@ mod vouching;
 pub use crate::datadir::DataDir;
 pub use cluster::{dead_ids, dead_members};
 pub use facts::{
-    BootstrapMember, ClusterView, EtcdMember, EtcdVersion, Facts, LocalEtcd, PeerAnswer, Probe,
-    Vouch, VouchedData,
+    Backups, BootstrapMember, ClusterView, EtcdMember, EtcdVersion, Facts, LocalEtcd, PeerAnswer,
+    Probe, RestoreRef, SnapshotRef, StoreLook, Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
-pub use vouching::bootstrap_set;
+pub use vouching::{bootstrap_set, described};
 
 use cluster::decide_with_cluster;
 use helpers::*;
@@ -62,6 +63,7 @@ pub enum Row {
     ReplaceSelf,
     Join,
     Bootstrap,
+    Restore,
     Recover,
     Version,
     Wait,
@@ -77,6 +79,7 @@ impl Row {
             Row::ReplaceSelf => "replace-self",
             Row::Join => "join",
             Row::Bootstrap => "bootstrap",
+            Row::Restore => "restore",
             Row::Recover => "recover",
             Row::Version => "version",
             Row::Wait => "wait",
@@ -117,6 +120,10 @@ pub struct StartPlan {
     /// once it has caught up. Every other start is a voter's, with nothing to promote.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub learner: bool,
+    /// Before etcd starts, make the data dir from this snapshot (the `restore` row): a new
+    /// cluster of `initial_cluster` that holds the snapshot's keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<SnapshotRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -35,6 +35,7 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
             initial_cluster: discovered_cluster(f),
             force_new_cluster: false,
             learner,
+            restore: None,
         };
         return outcome(
             Row::RestartUnreachable,
@@ -179,6 +180,7 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
         initial_cluster: vec![(me.name.clone(), peer_url(f, me))],
         force_new_cluster: true,
         learner: false,
+        restore: None,
     };
     outcome(
         Row::Recover,

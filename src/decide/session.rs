@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::{
-    Action, DataDir, Decision, EtcdMember, Facts, LocalEtcd, Outcome, PeerAnswer, Probe, Prune,
-    Row, Vouch, VouchedData, bootstrap_set, dead_ids, decide, prune,
+    Action, Backups, DataDir, Decision, EtcdMember, Facts, LocalEtcd, Outcome, PeerAnswer, Probe,
+    Prune, Row, Vouch, VouchedData, bootstrap_set, dead_ids, decide, prune,
 };
 use crate::config::ClusterSpec;
 use crate::datadir::WalInfo;
@@ -52,6 +52,8 @@ pub struct Observation {
     pub undiscovered_alive: Vec<u64>,
     /// The etcd this machine would start, when it could be asked (`etcd --version`).
     pub local_etcd: Option<LocalEtcd>,
+    /// The backup store and what it holds, when `[backup]` is configured.
+    pub backups: Option<Backups>,
 }
 
 /// What one run remembers between looks. `now` is any clock that only moves forward (the run
@@ -184,6 +186,7 @@ impl Session {
             dead_before: &self.dead_before,
             data_copied: self.data_copied,
             local_etcd: obs.local_etcd.as_ref(),
+            backups: obs.backups.as_ref(),
         }
     }
 
@@ -286,11 +289,15 @@ impl Session {
             set.sort();
             bootstrap_set(&set)
         });
+        let restore = obs.backups.as_ref().and_then(|b| b.would_restore());
         let mut heard: Vec<String> = self
             .vouched
             .iter()
             .filter(|(_, v)| {
-                v.data == VouchedData::Empty && bootstrap.is_some() && v.bootstrap == bootstrap
+                v.data == VouchedData::Empty
+                    && bootstrap.is_some()
+                    && v.bootstrap == bootstrap
+                    && v.restore == restore
             })
             .map(|(n, _)| n.to_string())
             .collect();
@@ -304,6 +311,7 @@ impl Session {
             data,
             bootstrap,
             heard,
+            restore,
         })
     }
 

@@ -75,6 +75,7 @@ struct World {
     dead_before: Vec<u64>,
     data_copied: bool,
     local_etcd: Option<LocalEtcd>,
+    backups: Option<Backups>,
 }
 
 /// What machine `i`'s agent says when its data dir is empty and it has discovered `n` machines
@@ -94,6 +95,7 @@ fn vouch(i: usize, n: usize) -> Vouch {
             .map(|k| cand(k).name.to_string())
             .collect(),
         waiting: None,
+        restore: None,
     }
 }
 
@@ -127,6 +129,7 @@ impl World {
             dead_before: (100..120).collect(),
             local_etcd: None,
             data_copied: false,
+            backups: None,
         }
     }
     fn answer(mut self, i: usize, a: PeerAnswer) -> Self {
@@ -172,6 +175,7 @@ impl World {
             probes: self.probes.clone(),
             undiscovered_alive: self.alive.clone(),
             local_etcd: self.local_etcd.clone(),
+            backups: self.backups.clone(),
         }
     }
     fn facts(&self) -> Facts<'_> {
@@ -194,6 +198,7 @@ impl World {
             dead_before: &self.dead_before,
             data_copied: self.data_copied,
             local_etcd: self.local_etcd.as_ref(),
+            backups: self.backups.as_ref(),
         }
     }
 }
@@ -1022,6 +1027,7 @@ fn a_peer_still_vouching_must_have_heard_this_node_first() {
 
 mod prune;
 mod recovery;
+mod restore;
 
 /// Found by reading and confirmed on the library: `plan` and the run kept the run's memory in
 /// two copies, and this node (its old member still listed at its old address) with one dead

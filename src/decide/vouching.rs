@@ -10,7 +10,9 @@
 //! this set (`forming`). A peer still vouching must also have heard this node's vouch: then,
 //! once this node goes quiet to start etcd, that peer already holds its word.
 
-use super::facts::{BootstrapMember, Facts, PeerAnswer, Vouch, VouchedData};
+use super::facts::{
+    BootstrapMember, Facts, PeerAnswer, RestoreRef, SnapshotRef, StoreLook, Vouch, VouchedData,
+};
 use super::{
     CONFIRM_AFTER, Decision, Outcome, Row, StartPlan, discovered_cluster, forming_cluster, names,
     outcome, same_set, wait,
@@ -40,6 +42,30 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             c.name, c.host
         ));
     }
+    // A snapshot of this cluster in the store is positive evidence that it existed: never
+    // bootstrap empty beside it, and never take a store that cannot be read for an empty one.
+    let snapshot = match f.backups.map(|b| (b, &b.look)) {
+        None | Some((_, StoreLook::Nothing)) => None,
+        Some((b, StoreLook::Unreadable { reason })) => {
+            return wait(format!(
+                "the backup store {} cannot be read ({reason}); a snapshot there would mean this cluster existed, so a first bootstrap waits until the store answers",
+                b.store
+            ));
+        }
+        Some((b, StoreLook::NotNeeded)) => {
+            return wait(format!(
+                "the backup store {} was not looked at in this look; looking before any bootstrap",
+                b.store
+            ));
+        }
+        Some((b, StoreLook::Newest(s))) if !b.restore => {
+            return wait(format!(
+                "the backup store holds {}: this cluster existed, and backup.restore = false, so no member bootstraps empty beside it. Set backup.restore = true to restore it on every member, or start over on purpose (docs/backup.md)",
+                described(s)
+            ));
+        }
+        Some((_, StoreLook::Newest(s))) => Some(s),
+    };
     let expected = discovered_cluster(f);
     let mut awaited: Vec<(&Candidate, String)> = Vec::new();
     let mut all_refusing = true;
@@ -81,17 +107,11 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
         // that reboots for longer (docs/decisions.md), hence off unless configured.
         match f.spec.bootstrap_settle {
             Some(settle) if all_refusing && f.quiet_for >= settle => {
-                let plan = StartPlan {
-                    state: ClusterState::New,
-                    initial_cluster: expected,
-                    force_new_cluster: false,
-                    learner: false,
-                };
-                return outcome(
-                    Row::Bootstrap,
-                    Decision::Start(plan),
+                return start_new(
+                    expected,
+                    snapshot,
                     format!(
-                        "all {n} expected members are discovered and {} stayed silent for cluster.bootstrap_settle ({}s): bootstrapping a new cluster on the settle fallback, without their vouch",
+                        "all {n} expected members are discovered and {} stayed silent for cluster.bootstrap_settle ({}s): on the settle fallback, without their vouch",
                         awaited
                             .iter()
                             .map(|(c, _)| c.name.as_str())
@@ -139,22 +159,59 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
             ))
         };
     }
+    start_new(
+        expected,
+        snapshot,
+        if n == 1 {
+            "a cluster of one: this node is its only member and its data dir is empty, at two looks in a row".to_owned()
+        } else {
+            format!(
+                "all {n} expected members are discovered and every other one vouched an empty data dir for this member set{} (or is bootstrapping it)",
+                if snapshot.is_some() {
+                    " and the same snapshot"
+                } else {
+                    ""
+                }
+            )
+        },
+    )
+}
+
+/// A new cluster of `expected`: empty (`bootstrap`), or made from `snapshot` (`restore`).
+fn start_new(
+    expected: Vec<(MemberName, String)>,
+    snapshot: Option<&SnapshotRef>,
+    why: String,
+) -> Outcome {
+    let (row, what) = match snapshot {
+        Some(s) => (
+            Row::Restore,
+            format!(
+                "restoring {} into a new cluster of these members",
+                described(s)
+            ),
+        ),
+        None => (Row::Bootstrap, "bootstrapping a new cluster".to_owned()),
+    };
     let plan = StartPlan {
         state: ClusterState::New,
         initial_cluster: expected,
         force_new_cluster: false,
         learner: false,
+        restore: snapshot.cloned(),
     };
-    outcome(
-        Row::Bootstrap,
-        Decision::Start(plan),
-        if n == 1 {
-            "a cluster of one: this node is its only member and its data dir is empty, at two looks in a row: bootstrapping a new cluster".to_owned()
-        } else {
-            format!(
-                "all {n} expected members are discovered and every other one vouched an empty data dir for this member set (or is bootstrapping it): bootstrapping a new cluster"
-            )
-        },
+    outcome(row, Decision::Start(plan), format!("{why}: {what}"))
+}
+
+/// A snapshot, for people: its key, whose it is and how fresh.
+pub fn described(s: &SnapshotRef) -> String {
+    format!(
+        "snapshot {} (cluster {}, revision {}, raft index {}, taken {})",
+        s.key,
+        s.cluster_id,
+        s.revision,
+        s.raft_index,
+        crate::civil::date(s.taken_at)
     )
 }
 
@@ -269,7 +326,21 @@ fn judge(
             "waiting for {who} to discover all {} members (it vouched an empty data dir)",
             f.spec.size
         )),
-        Some(theirs) if same_members(theirs, expected) => Standing::Agrees,
+        Some(theirs) if same_members(theirs, expected) => {
+            let mine = f.backups.and_then(|b| b.would_restore());
+            if v.restore == mine {
+                return Standing::Agrees;
+            }
+            let say = |r: &Option<RestoreRef>| match r {
+                Some(r) => format!("restore snapshot {} (sha256 {})", r.key, r.sha256),
+                None => "bootstrap empty (it found no snapshot)".to_owned(),
+            };
+            Standing::Awaited(format!(
+                "{who} would {}, this node would {}: waiting until the agents see the same backup store",
+                say(&v.restore),
+                say(&mine).replace("it found", "this node found")
+            ))
+        }
         Some(theirs) => Standing::Awaited(format!(
             "{who} would bootstrap a different member set ({}); waiting until discovery agrees",
             theirs

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
+use crate::backup::{self, store::Store};
 use crate::config::Settings;
 use crate::datadir;
 use crate::decide::{
-    self, Action, Decision, LocalEtcd, Observation, Outcome, PeerAnswer, Probe, SETTLE_MARGIN,
-    Session, StartPlan,
+    self, Action, Backups, Decision, LocalEtcd, Observation, Outcome, PeerAnswer, Probe,
+    SETTLE_MARGIN, Session, StartPlan, StoreLook,
 };
 use crate::discovery::{self, DiscoveryError, LocalMachine, Sources};
 use crate::envfile::{self, EtcdEnv};
@@ -54,6 +55,8 @@ pub struct Agent {
     local_etcd: OnceCell<Option<LocalEtcd>>,
     /// Where etcd is, as the preflight found it (`preflight::etcd_binary`).
     etcd_binary: OnceCell<PathBuf>,
+    /// The backup store (`[backup]`), opened at the first look that needs it.
+    store: tokio::sync::OnceCell<Store>,
 }
 
 /// What `plan` shows: one look, what a run would do on it, and the preflight checks.
@@ -100,6 +103,7 @@ impl Agent {
             spent_probing: Cell::default(),
             local_etcd: OnceCell::new(),
             etcd_binary: OnceCell::new(),
+            store: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -145,6 +149,7 @@ impl Agent {
             .undiscovered_alive(&candidates, &probes, data.wal.as_ref())
             .await;
         add_elapsed(&self.spent_probing, probing_started);
+        let backups = self.look_at_backups(&probes, data.dir).await;
         Ok(Observation {
             source,
             candidates,
@@ -154,6 +159,32 @@ impl Agent {
             probes,
             undiscovered_alive,
             local_etcd,
+            backups,
+        })
+    }
+
+    /// What the backup store holds, when `[backup]` is configured and it can matter: no cluster
+    /// answers, and this node's data dir is empty (a first bootstrap may have to restore) or a
+    /// lost quorum may be recovered (a snapshot fresher than every survivor is a better copy).
+    /// A restart on data never waits for the store.
+    async fn look_at_backups(&self, probes: &[Probe], data: datadir::DataDir) -> Option<Backups> {
+        let backup = self.settings.backup.as_ref()?;
+        let answered = probes
+            .iter()
+            .any(|p| matches!(p.answer, PeerAnswer::Answered(_)));
+        let needed = data == datadir::DataDir::Empty || self.settings.cluster.recover_lost_quorum;
+        let look = if answered || !needed {
+            StoreLook::NotNeeded
+        } else {
+            match self.store.get_or_try_init(|| Store::open(backup)).await {
+                Ok(store) => backup::boot::newest(store, &self.settings.cluster.token).await,
+                Err(e) => StoreLook::Unreadable { reason: e.message },
+            }
+        };
+        Some(Backups {
+            store: backup.store.to_string(),
+            restore: backup.restore,
+            look,
         })
     }
 
@@ -402,6 +433,10 @@ impl Agent {
                             let env = self.render_env(me, plan, obs.local_etcd.as_ref())?;
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;
+                            if let Some(snapshot) = plan.restore.as_ref().filter(|_| !dry_run) {
+                                let said = self.restore(snapshot, me, plan).await?;
+                                tracing::warn!("{said}");
+                            }
                             if plan.force_new_cluster && !dry_run {
                                 force_new::run_once(
                                     &self.etcd_binary(),
@@ -551,6 +586,34 @@ impl Agent {
                 return Some(probes);
             }
         }
+    }
+
+    /// Carries out the `restore` row: the snapshot every member named, made this member's data.
+    async fn restore(
+        &self,
+        snapshot: &decide::SnapshotRef,
+        me: &Candidate,
+        plan: &StartPlan,
+    ) -> Result<String, Failure> {
+        let backup = self.settings.backup.as_ref().ok_or_else(|| {
+            Failure::new(Kind::Software, "a restore was decided without [backup]")
+        })?;
+        let store = self
+            .store
+            .get_or_try_init(|| Store::open(backup))
+            .await
+            .map_err(Failure::from)?;
+        backup::boot::restore_at_boot(
+            store,
+            backup,
+            &self.etcd_binary(),
+            snapshot,
+            &self.settings.cluster.data_dir,
+            &me.name,
+            &plan.initial_cluster,
+            &self.settings.cluster.token,
+        )
+        .await
     }
 
     /// Time spent so far listing machines, and asking peers.
