@@ -13,10 +13,10 @@
 
 use std::cmp::Reverse;
 
-use super::facts::{Facts, PeerAnswer, Vouch, VouchedData};
+use super::facts::{Facts, PeerAnswer, StoreLook, Vouch, VouchedData};
 use super::{
-    Action, Decision, Outcome, Row, StartPlan, discovered_cluster, outcome, owner_of, peer_url,
-    quorum, wait,
+    Action, Decision, Outcome, Row, StartPlan, described, discovered_cluster, outcome, owner_of,
+    peer_url, quorum, wait,
 };
 use crate::datadir::{WalInfo, WalMember};
 use crate::envfile::ClusterState;
@@ -166,6 +166,10 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
             "{what}. This node holds the freshest data; to restart the cluster from it, set cluster.recover_lost_quorum = true (or start etcd once with --force-new-cluster by hand, docs/recovery.md)"
         ));
     }
+    // The store's newest snapshot is one more copy: a survivor staler than it must not win.
+    if let Some(o) = backups_fresher(f, &cluster, freshest.last_index, &what) {
+        return o;
+    }
     if !f.data_copied {
         return outcome(
             Row::Recover,
@@ -190,6 +194,27 @@ pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
             wal.member_id, wal.last_index
         ),
     )
+}
+
+/// A lost-quorum recovery from a survivor at `index` waits when the backup store holds a
+/// snapshot of the same cluster at a higher raft index (bringing back the staler copy would lose
+/// what the snapshot holds), or when the store cannot be read (it might). Restoring over the
+/// survivors' data is left to the operator: it discards every survivor's log.
+fn backups_fresher(f: &Facts<'_>, cluster: &str, index: u64, what: &str) -> Option<Outcome> {
+    let b = f.backups?;
+    match &b.look {
+        StoreLook::Newest(s) if s.cluster_id == cluster && s.raft_index > index => {
+            Some(wait(format!(
+                "{what}. The backup store holds {}, fresher than every survivor (raft index {index}): recovering from this node would bring back staler data. Restore that snapshot on every member (etcd-bootstrap restore --replace-data, docs/backup.md), or move it out of the store to recover from this node",
+                described(s)
+            )))
+        }
+        StoreLook::Unreadable { reason } => Some(wait(format!(
+            "{what}. The backup store {} cannot be read ({reason}), and a snapshot there may be fresher than every survivor: recovering waits until it answers",
+            b.store
+        ))),
+        _ => None,
+    }
 }
 
 /// The members the data dir lists that are gone at this look (for the caller to remember, so

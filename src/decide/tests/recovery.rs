@@ -279,3 +279,51 @@ fn a_live_member_the_listing_misses_or_a_machine_listed_earlier_blocks_a_recover
         o.reason
     );
 }
+
+/// The backup store is one more copy of the cluster: a survivor staler than its newest snapshot
+/// does not recover (it waits, naming the snapshot), a staler or other cluster's snapshot changes
+/// nothing, and a store that cannot be read is waited on.
+#[test]
+fn a_snapshot_fresher_than_every_survivor_stops_the_recovery_from_a_stale_one() {
+    let snapshot = |cluster_id: &str, raft_index| SnapshotRef {
+        cluster_id: cluster_id.into(),
+        raft_index,
+        ..super::restore::snapshot()
+    };
+    let with = |look| {
+        let mut w = two_of_three_gone();
+        w.spec.recover_lost_quorum = true;
+        w.backups = Some(Backups {
+            store: "file:///mnt/backups".into(),
+            restore: true,
+            look,
+        });
+        w.decide()
+    };
+    // Survivor at raft index 9.
+    let o = with(StoreLook::Newest(snapshot("c1", 10)));
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason
+            .contains("fresher than every survivor (raft index 9)")
+            && o.reason.contains("etcd-bootstrap restore --replace-data"),
+        "{}",
+        o.reason
+    );
+    for look in [
+        StoreLook::Newest(snapshot("c1", 9)),
+        StoreLook::Newest(snapshot("c2", 900)),
+        StoreLook::Nothing,
+    ] {
+        assert_eq!(with(look).decision, Decision::Act(Action::CopyDataAside));
+    }
+    let o = with(StoreLook::Unreadable {
+        reason: "timed out".into(),
+    });
+    assert_eq!(o.decision, Decision::Wait);
+    assert!(
+        o.reason.contains("cannot be read (timed out)"),
+        "{}",
+        o.reason
+    );
+}

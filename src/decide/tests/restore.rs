@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn snapshot() -> SnapshotRef {
+pub(super) fn snapshot() -> SnapshotRef {
     SnapshotRef {
         key: "t/snapshot-20261201T180500Z-00000000000000c1.db".into(),
         sha256: "ab".repeat(32),
