@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use super::manifest::{MAX_MANIFEST, Manifest};
-use super::restore::{Target, give_to_owner, restore_into, restore_tool};
+use super::restore::{Target, fetch_manifest, give_to_owner, restore_into, restore_tool};
 use super::snapshot::Found;
 use super::store::Store;
 use crate::config::BackupSettings;
@@ -25,16 +24,9 @@ pub async fn newest(store: &Store, token: &str) -> StoreLook {
     let Some(name) = found.complete.iter().max() else {
         return StoreLook::Nothing;
     };
-    let bytes = match store.get(&name.manifest(), MAX_MANIFEST).await {
-        Ok(bytes) => bytes,
-        Err(e) => return unreadable(e.message),
-    };
-    match Manifest::read(&bytes, token, name) {
+    match fetch_manifest(store, token, name).await {
         Ok(m) => StoreLook::Newest(m.snapshot_ref()),
-        Err(e) => unreadable(format!(
-            "its newest manifest {} is unusable: {e}",
-            name.manifest()
-        )),
+        Err(e) => unreadable(e.message),
     }
 }
 

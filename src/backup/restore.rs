@@ -16,7 +16,7 @@ use std::process::Command;
 
 use aws_lc_rs::digest::{Context, SHA256};
 
-use super::manifest::{MAX_MANIFEST, Manifest};
+use super::manifest::{MAX_MANIFEST, Manifest, SnapshotName};
 use super::snapshot::Found;
 use super::store::Store;
 use super::stream::hex;
@@ -104,13 +104,7 @@ pub async fn restore(
             },
         )
     })?;
-    let bytes = store.get(&name.manifest(), MAX_MANIFEST).await?;
-    let manifest = Manifest::read(&bytes, token, name).map_err(|e| {
-        Failure::new(
-            Kind::DataErr,
-            format!("backup manifest {}: {e}", name.manifest()),
-        )
-    })?;
+    let manifest = fetch_manifest(&store, token, name).await?;
 
     let etcd_binary = settings
         .etcd
@@ -179,6 +173,21 @@ pub async fn restore(
     ))
 }
 
+/// The manifest of the snapshot `name`, read from the store and checked against its name.
+pub(super) async fn fetch_manifest(
+    store: &Store,
+    token: &str,
+    name: &SnapshotName,
+) -> Result<Manifest, Failure> {
+    let bytes = store.get(&name.manifest(), MAX_MANIFEST).await?;
+    Manifest::read(&bytes, token, name).map_err(|e| {
+        Failure::new(
+            Kind::DataErr,
+            format!("backup manifest {}: {e}", name.manifest()),
+        )
+    })
+}
+
 /// The member a restore makes: its name and peer URL in the new cluster, all its members
 /// (`name`, peer URL), and the cluster token.
 pub struct Target<'a, N: std::fmt::Display> {
@@ -242,23 +251,23 @@ pub(super) async fn restore_into<N: std::fmt::Display>(
 }
 
 /// The download is the database followed by its sha256, both as the manifest says.
-fn check(file: &Path, manifest: &SnapshotRef) -> Result<(), Failure> {
+fn check(file: &Path, snapshot: &SnapshotRef) -> Result<(), Failure> {
     let bad = |why: String| {
         Failure::new(
             Kind::DataErr,
-            format!("snapshot {}: {why}; nothing was restored", manifest.key),
+            format!("snapshot {}: {why}; nothing was restored", snapshot.key),
         )
     };
     let mut f = std::fs::File::open(file).map_err(|e| bad(e.to_string()))?;
     let size = f.metadata().map_err(|e| bad(e.to_string()))?.len();
-    if size != manifest.db_size + 32 {
+    if size != snapshot.db_size + 32 {
         return Err(bad(format!(
             "{size} bytes, where its manifest says {} and etcd's 32 bytes of hash",
-            manifest.db_size
+            snapshot.db_size
         )));
     }
     let mut hash = Context::new(&SHA256);
-    let mut left = manifest.db_size;
+    let mut left = snapshot.db_size;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
         let n = f
@@ -273,10 +282,10 @@ fn check(file: &Path, manifest: &SnapshotRef) -> Result<(), Failure> {
     let mut trailer = [0u8; 32];
     f.read_exact(&mut trailer).map_err(|e| bad(e.to_string()))?;
     let sha = hex(hash.finish().as_ref());
-    if sha != manifest.sha256 || hex(&trailer) != manifest.sha256 {
+    if sha != snapshot.sha256 || hex(&trailer) != snapshot.sha256 {
         return Err(bad(format!(
             "its bytes do not match its manifest (sha256 {sha}, manifest {})",
-            manifest.sha256
+            snapshot.sha256
         )));
     }
     Ok(())

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
-use crate::backup::{self, store::Store};
+use crate::backup::{
+    self,
+    store::{Store, StoreError},
+};
 use crate::config::Settings;
 use crate::datadir;
 use crate::decide::{
@@ -176,7 +179,7 @@ impl Agent {
         let look = if answered || !needed {
             StoreLook::NotNeeded
         } else {
-            match self.store.get_or_try_init(|| Store::open(backup)).await {
+            match self.store(backup).await {
                 Ok(store) => backup::boot::newest(store, &self.settings.cluster.token).await,
                 Err(e) => StoreLook::Unreadable { reason: e.message },
             }
@@ -588,6 +591,11 @@ impl Agent {
         }
     }
 
+    /// The backup store, opened (its credentials loaded) once a run.
+    async fn store(&self, backup: &crate::config::BackupSettings) -> Result<&Store, StoreError> {
+        self.store.get_or_try_init(|| Store::open(backup)).await
+    }
+
     /// Carries out the `restore` row: the snapshot every member named, made this member's data.
     async fn restore(
         &self,
@@ -598,11 +606,7 @@ impl Agent {
         let backup = self.settings.backup.as_ref().ok_or_else(|| {
             Failure::new(Kind::Software, "a restore was decided without [backup]")
         })?;
-        let store = self
-            .store
-            .get_or_try_init(|| Store::open(backup))
-            .await
-            .map_err(Failure::from)?;
+        let store = self.store(backup).await?;
         backup::boot::restore_at_boot(
             store,
             backup,
