@@ -17,7 +17,11 @@
 //! Survivors' logs advance while their cluster has a quorum (each member keeps up most steps, so
 //! survivors differ in how far they got) and remember the member list. A rare event loses a
 //! majority of the members for good with their disks (a zone), creates replacements and reboots
-//! the survivors; odd seeds run with `cluster.recover_lost_quorum` on.
+//! the survivors; odd seeds run with `cluster.recover_lost_quorum` on. Another terminates the
+//! whole fleet and creates a new one (new names and addresses). Half the seeds configure a
+//! backup store (`[backup]`): the leader snapshots it every 20 to 60 s while a quorum runs; the
+//! store cannot be read at some looks (in some seeds, at every look), and some seeds set
+//! `backup.restore = false`.
 //!
 //! After every step the invariants are checked:
 //! 1. at most one formed cluster (one that reached quorum) exists at any time, a cluster
@@ -35,7 +39,10 @@
 //!    another recovery of the same cluster runs (one cluster, invariant 1);
 //! 6. what `plan` shows is what the run does: at every look whose preview shows steps, the same
 //!    session run in a copy of the world held still (its steps carried out by the simulation's
-//!    etcd, not the preview's model) takes the same steps to the same decision.
+//!    etcd, not the preview's model) takes the same steps to the same decision;
+//! 7. no cluster is bootstrapped empty while the backup store holds a snapshot of its token; a
+//!    restore brings back the newest snapshot, every member of it the same one; and a recovery
+//!    never brings back data staler than the newest snapshot of that cluster.
 //!
 //! A failing seed prints its trace; `SIM_SEED=<seed> cargo test --test simulation` replays one.
 //! `SIM_SETTLE=20` runs the old rule (a first bootstrap on 20 s of silence) instead of vouching.
@@ -49,8 +56,8 @@ use std::time::Duration;
 use etcd_bootstrap::config::ClusterSpec;
 use etcd_bootstrap::datadir::{WalInfo, WalMember};
 use etcd_bootstrap::decide::{
-    self, Action, ClusterView, DataDir, Decision, EtcdMember, Observation, PeerAnswer, Probe,
-    Session, SourceUsed, Vouch,
+    self, Action, Backups, ClusterView, DataDir, Decision, EtcdMember, Observation, PeerAnswer,
+    Probe, Session, SnapshotRef, SourceUsed, StartPlan, StoreLook, Vouch,
 };
 use etcd_bootstrap::envfile::ClusterState;
 use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
@@ -143,6 +150,21 @@ struct Cluster {
     index: u64,
     /// Machines whose data it was recovered from, in order.
     recovered_from: Vec<usize>,
+    /// The snapshot (its key) its members restored, when it was made from one.
+    restored_from: Option<String>,
+}
+
+/// The backup store: the snapshots of this cluster token, oldest first.
+#[derive(Clone)]
+struct Store {
+    /// `backup.restore`.
+    restore: bool,
+    /// Percent of looks at which it cannot be read.
+    unreadable: u64,
+    /// The agents look at it (off only to show that invariant 7 catches an agent that does not).
+    agents_look: bool,
+    snapshots: Vec<SnapshotRef>,
+    next_at: u64,
 }
 
 #[derive(Clone)]
@@ -167,6 +189,12 @@ struct World {
     check_preview: bool,
     /// Polls at which that was checked (for the figures).
     previews_checked: u64,
+    /// `[backup]`, in the seeds that configure it.
+    store: Option<Store>,
+    /// Clusters made from a snapshot (for the figures).
+    restores: usize,
+    /// Whole fleets lost (for the figures).
+    fleet_losses: usize,
 }
 
 fn hash(s: &str) -> u64 {
@@ -211,6 +239,9 @@ impl World {
             majority_losses: 0,
             check_preview: std::env::var_os("SIM_NO_PREVIEW").is_none(),
             previews_checked: 0,
+            store: None,
+            restores: 0,
+            fleet_losses: 0,
             trace: vec![format!(
                 "seed {seed}: {n} members, {extras} extra tagged machines"
             )],
@@ -220,6 +251,21 @@ impl World {
             w.add_machine(0);
         }
         w
+    }
+
+    /// Configures a backup store, empty.
+    fn with_store(mut self, restore: bool, unreadable: u64) -> Self {
+        self.trace.push(format!(
+            "backup store: backup.restore = {restore}, unreadable at {unreadable}% of looks"
+        ));
+        self.store = Some(Store {
+            restore,
+            unreadable,
+            agents_look: true,
+            snapshots: Vec::new(),
+            next_at: 20,
+        });
+        self
     }
 
     fn add_machine(&mut self, now: u64) {
@@ -465,6 +511,7 @@ impl World {
                 }
             }
         }
+        let backups = self.backups(&probes, data);
         Some(Observation {
             source: SourceUsed {
                 name: "sim",
@@ -477,7 +524,32 @@ impl World {
             probes,
             undiscovered_alive: alive,
             local_etcd: None,
-            backups: None,
+            backups,
+        })
+    }
+
+    /// The agent's look at the backup store, when one is configured: asked only when it can
+    /// matter (the run's own rule), and then unreadable at some looks.
+    fn backups(&mut self, probes: &[Probe], data: DataDir) -> Option<Backups> {
+        let store = self.store.as_ref().filter(|s| s.agents_look)?;
+        let (restore, unreadable, newest) = (
+            store.restore,
+            store.unreadable,
+            store.snapshots.last().cloned(),
+        );
+        let look = if !Backups::worth_a_look(probes, data, self.spec.recover_lost_quorum) {
+            StoreLook::NotNeeded
+        } else if self.rng.chance(unreadable) {
+            StoreLook::Unreadable {
+                reason: "HTTP 503 Service Unavailable".into(),
+            }
+        } else {
+            newest.map_or(StoreLook::Nothing, StoreLook::Newest)
+        };
+        Some(Backups {
+            store: "s3://sim-backups/etcd".into(),
+            restore,
+            look,
         })
     }
 
@@ -539,7 +611,7 @@ impl World {
                     if plan.force_new_cluster {
                         self.force_new_cluster(i);
                     } else {
-                        self.start(i, plan.state, &plan.initial_cluster);
+                        self.start(i, &plan);
                     }
                     return;
                 }
@@ -707,7 +779,9 @@ impl World {
         m.added_to = None;
     }
 
-    fn start(&mut self, i: usize, state: ClusterState, ic: &[(MemberName, String)]) {
+    fn start(&mut self, i: usize, plan: &StartPlan) {
+        let (state, ic) = (plan.state, plan.initial_cluster.as_slice());
+        let restore = plan.restore.as_ref().map(|s| s.key.clone());
         let my_url = self.peer_url(i);
         let now = self.now;
         if let Some((cluster, member)) = self.machines[i].disk {
@@ -748,6 +822,12 @@ impl World {
                     if c != id || !same_set || !unstarted {
                         self.fail(format!("etcd-{i} planned new while cluster {c:x} exists"));
                     }
+                    if restore.is_some() && restore != cl.restored_from {
+                        self.fail(format!(
+                            "etcd-{i} restores {restore:?} into cluster {c:x}, made from {:?}",
+                            cl.restored_from
+                        ));
+                    }
                     let me = self
                         .clusters
                         .get_mut(&c)
@@ -762,6 +842,7 @@ impl World {
                     self.machines[i].etcd = Etcd::Running { cluster: c };
                     return;
                 }
+                self.check_restore(i, plan);
                 // The same member set and token give the same cluster id, as in etcd. A formed
                 // cluster of that id that no live machine holds data of is gone: start afresh.
                 if self.formed.contains(&id) {
@@ -769,6 +850,13 @@ impl World {
                     self.clusters.remove(&id);
                     self.trace.push(format!(
                         "t={now}: cluster {id:x} is gone; bootstrapped again"
+                    ));
+                }
+                let index = plan.restore.as_ref().map_or(0, |s| s.raft_index);
+                if !self.clusters.contains_key(&id) && restore.is_some() {
+                    self.restores += 1;
+                    self.trace.push(format!(
+                        "t={now}: cluster {id:x} is made from snapshot {restore:?}"
                     ));
                 }
                 let cl = self.clusters.entry(id).or_insert_with(|| Cluster {
@@ -783,9 +871,18 @@ impl World {
                         })
                         .collect(),
                     formed_at: None,
-                    index: 0,
+                    index,
                     recovered_from: Vec::new(),
+                    restored_from: restore.clone(),
                 });
+                if cl.restored_from != restore {
+                    let why = format!(
+                        "etcd-{i} starts cluster {id:x} from {restore:?}, its other members from {:?}",
+                        cl.restored_from
+                    );
+                    self.fail(why);
+                }
+                let cl = self.clusters.get_mut(&id).unwrap();
                 let me = cl
                     .members
                     .iter_mut()
@@ -794,6 +891,7 @@ impl World {
                 me.started = true;
                 let member = me.id;
                 self.machines[i].disk = Some((id, member));
+                self.machines[i].index = index;
                 self.machines[i].etcd = Etcd::Running { cluster: id };
             }
             ClusterState::Existing => {
@@ -838,6 +936,79 @@ impl World {
         }
     }
 
+    /// Invariant 7, for a node that makes a new cluster: from the store's newest snapshot when
+    /// the store holds one (a snapshot of this token is positive evidence that the cluster
+    /// existed), never empty beside it.
+    fn check_restore(&self, i: usize, plan: &StartPlan) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let newest = store.snapshots.last().map(|s| &s.key);
+        match (newest, plan.restore.as_ref().map(|s| &s.key)) {
+            (Some(k), None) => self.fail(format!(
+                "etcd-{i} bootstraps an empty cluster while the store holds snapshot {k}"
+            )),
+            (Some(k), Some(r)) if k != r => self.fail(format!(
+                "etcd-{i} restores {r} while the store's newest snapshot is {k}"
+            )),
+            (None, Some(r)) => self.fail(format!(
+                "etcd-{i} restores {r}, which the store does not hold"
+            )),
+            _ => {}
+        }
+    }
+
+    /// The leader of the live cluster snapshots it into the store (`etcd-bootstrap snapshot`
+    /// on its timer), every 20 to 60 s while a quorum runs.
+    fn snapshot(&mut self) {
+        let now = self.now;
+        let Some(store) = &self.store else {
+            return;
+        };
+        if now < store.next_at {
+            return;
+        }
+        let Some(&id) = self.live_formed().iter().find(|&&id| self.live_quorum(id)) else {
+            return;
+        };
+        let index = self.clusters[&id].index;
+        let next_at = now + 20 + self.rng.below(40);
+        let key = format!("sim/{now:06}.db");
+        let store = self.store.as_mut().unwrap();
+        store.next_at = next_at;
+        store.snapshots.push(SnapshotRef {
+            sha256: format!("{:064x}", hash(&key)),
+            key,
+            db_size: 1 << 20,
+            cluster_id: format!("{id:x}"),
+            revision: index,
+            raft_index: index,
+            taken_at: 1_700_000_000 + now as i64,
+        });
+    }
+
+    /// Every machine of the fleet is terminated with its disk (a bad `terraform apply`, a lost
+    /// region) and a new fleet of `cluster.size` machines is created.
+    fn lose_fleet(&mut self) {
+        let n = self.spec.size;
+        if self.live_formed().is_empty() || self.machines.len() + n > 24 {
+            return;
+        }
+        self.fleet_losses += 1;
+        self.trace.push(format!(
+            "t={}: the whole fleet is terminated; {n} new machines are created",
+            self.now
+        ));
+        for k in 0..self.machines.len() {
+            if self.machines[k].alive {
+                self.terminate(k);
+            }
+        }
+        for _ in 0..n {
+            self.add_machine(self.now);
+        }
+    }
+
     /// A survivor's etcd started once with --force-new-cluster: its data becomes a cluster of
     /// one. Checked here: it really was the freshest survivor, the quorum really was lost (a
     /// majority of the voters' machines gone with their disks), and its member was still in the
@@ -854,6 +1025,18 @@ impl World {
                     m.index
                 ));
             }
+        }
+        let hex = format!("{cluster:x}");
+        if let Some(s) = self
+            .store
+            .iter()
+            .flat_map(|s| &s.snapshots)
+            .find(|s| s.cluster_id == hex && s.raft_index > mine)
+        {
+            self.fail(format!(
+                "etcd-{i} recovered cluster {cluster:x} from raft index {mine}, but the store holds {} at raft index {}",
+                s.key, s.raft_index
+            ));
         }
         let c = &self.clusters[&cluster];
         let voters: Vec<&Member> = c.members.iter().filter(|m| !m.learner).collect();
@@ -1068,6 +1251,8 @@ impl World {
             self.reboot(k);
         } else if (18..20).contains(&roll) {
             self.lose_majority();
+        } else if roll == 20 && self.rng.chance(30) {
+            self.lose_fleet();
         } else if (15..18).contains(&roll) {
             let o = self.rng.below(n as u64) as usize;
             let until = now + 1 + self.rng.below(120);
@@ -1153,6 +1338,7 @@ impl World {
             }
             self.chaos();
             self.advance_logs();
+            self.snapshot();
             self.now += 1;
         }
     }
@@ -1171,18 +1357,38 @@ struct Ran {
     majority_losses: usize,
     recoveries: usize,
     previews_checked: u64,
+    backed_up: bool,
+    /// Its store could not be read at any look: no cluster can form, rightly.
+    store_unreadable: bool,
+    fleet_losses: usize,
+    restores: usize,
 }
 
-/// Runs one seed (odd seeds with `cluster.recover_lost_quorum` on).
-fn simulate(seed: u64) -> Ran {
+/// The world of one seed: odd seeds with `cluster.recover_lost_quorum` on; seeds 4..8 of every
+/// 8 with a backup store, which every 4th of those cannot read at any look, and every 4th
+/// (others) with `backup.restore = false`.
+fn world(seed: u64) -> World {
     let n = [1, 3, 5, 7][(seed % 4) as usize];
-    let mut w = World::new(seed, n, settle(), seed % 2 == 1);
+    let w = World::new(seed, n, settle(), seed % 2 == 1);
+    if (seed / 4).is_multiple_of(2) {
+        return w;
+    }
+    let unreadable = if (seed / 8) % 4 == 1 { 100 } else { 5 };
+    w.with_store((seed / 8) % 4 != 2, unreadable)
+}
+
+fn simulate(seed: u64) -> Ran {
+    let mut w = world(seed);
     w.run();
     Ran {
         formed: !w.formed.is_empty(),
         majority_losses: w.majority_losses,
         recoveries: w.recoveries,
         previews_checked: w.previews_checked,
+        backed_up: w.store.as_ref().is_some_and(|s| !s.snapshots.is_empty()),
+        store_unreadable: w.store.as_ref().is_some_and(|s| s.unreadable == 100),
+        fleet_losses: w.fleet_losses,
+        restores: w.restores,
     }
 }
 
@@ -1252,9 +1458,13 @@ fn regression_a_reboot_longer_than_the_settle_never_strands_the_data() {
 }
 
 /// A formed 5-member cluster loses three machines with their disks for good; replacements boot
-/// and the two survivors, one of them behind the other, reboot.
-fn majority_lost(recover: bool) -> (World, u64) {
+/// and the two survivors, one of them behind the other, reboot. With `fresher_snapshot`, the
+/// backup store holds a snapshot taken one entry after the freshest survivor's log.
+fn majority_lost(recover: bool, fresher_snapshot: bool) -> (World, u64) {
     let mut w = World::new(3, 5, None, recover);
+    if fresher_snapshot {
+        w = w.with_store(true, 0);
+    }
     w.chaos = false;
     while w.now < 80 {
         w.step();
@@ -1268,6 +1478,17 @@ fn majority_lost(recover: bool) -> (World, u64) {
     let head = w.clusters[&id].index;
     w.machines[3].index = head;
     w.machines[4].index = head - 5;
+    if let Some(store) = &mut w.store {
+        store.next_at = u64::MAX;
+        let mut s = store
+            .snapshots
+            .last()
+            .expect("snapshotted while it ran")
+            .clone();
+        s.key = "sim/fresher.db".into();
+        s.raft_index = head + 1;
+        store.snapshots.push(s);
+    }
     for k in [0, 1, 2] {
         w.terminate(k);
         w.machines[k].unlisted_from = w.now;
@@ -1288,7 +1509,7 @@ fn majority_lost(recover: bool) -> (World, u64) {
 
 #[test]
 fn a_lost_majority_is_recovered_from_the_freshest_survivor_and_only_with_the_setting() {
-    let (w, head) = majority_lost(true);
+    let (w, head) = majority_lost(true, false);
     let trace = w.trace.join("\n");
     assert_eq!(w.recoveries, 1, "{trace}");
     let id = *w.formed.first().unwrap();
@@ -1312,24 +1533,27 @@ fn a_lost_majority_is_recovered_from_the_freshest_survivor_and_only_with_the_set
     );
     assert!(c.members.iter().all(|m| m.started), "{trace}");
 
-    let (w, _) = majority_lost(false);
-    let trace = w.trace.join("\n");
-    assert_eq!(w.recoveries, 0, "{trace}");
-    let after: Vec<&String> = w
-        .trace
-        .iter()
-        .skip_while(|l| !l.contains("three of five lost"))
-        .collect();
-    assert!(after.iter().all(|l| !l.contains(" starts ")), "{trace}");
-    assert!(w.machines[3].disk.is_some() && w.machines[4].disk.is_some());
+    // Without the setting, or with a fresher snapshot in the store (the survivors wait for an
+    // operator to restore it), nothing recovers and the survivors keep their data.
+    for (recover, fresher) in [(false, false), (true, true)] {
+        let (w, _) = majority_lost(recover, fresher);
+        let trace = w.trace.join("\n");
+        assert_eq!(w.recoveries, 0, "{trace}");
+        let after: Vec<&String> = w
+            .trace
+            .iter()
+            .skip_while(|l| !l.contains("three of five lost"))
+            .collect();
+        assert!(after.iter().all(|l| !l.contains(" starts ")), "{trace}");
+        assert!(w.machines[3].disk.is_some() && w.machines[4].disk.is_some());
+    }
 }
 
 #[test]
 fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     if let Ok(seed) = std::env::var("SIM_SEED") {
         let seed: u64 = seed.parse().expect("SIM_SEED is a number");
-        let n = [1, 3, 5, 7][(seed % 4) as usize];
-        let mut w = World::new(seed, n, settle(), seed % 2 == 1);
+        let mut w = world(seed);
         w.run();
         println!("{}", w.trace.join("\n"));
         return;
@@ -1340,6 +1564,7 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
         .unwrap_or(SEEDS);
     let runs: Vec<Ran> = (0..seeds).map(simulate).collect();
     let formed = runs.iter().filter(|r| r.formed).count() as u64;
+    let could_form = runs.iter().filter(|r| !r.store_unreadable).count() as u64;
     let lost = |on: bool| {
         runs.iter()
             .enumerate()
@@ -1348,10 +1573,18 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     };
     let recoveries: usize = runs.iter().map(|r| r.recoveries).sum();
     let previews: u64 = runs.iter().map(|r| r.previews_checked).sum();
+    let backed_up = runs.iter().filter(|r| r.backed_up).count();
+    let fleets_lost: usize = runs.iter().map(|r| r.fleet_losses).sum();
+    let restores: usize = runs.iter().map(|r| r.restores).sum();
     println!(
-        "simulated {seeds} seeds: 0 invariant violations; plan showed what the run did at all {previews} looks that showed steps; a cluster formed in {formed}; a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries)",
+        "simulated {seeds} seeds: 0 invariant violations; plan showed what the run did at all {previews} looks that showed steps; a cluster formed in {formed} (none of the {} whose store was never readable); a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries); a backup store held snapshots in {backed_up} seeds; {fleets_lost} whole fleets lost, {restores} clusters restored from the newest snapshot and none bootstrapped empty beside one",
+        seeds - could_form,
         lost(true),
         lost(false)
+    );
+    assert!(
+        restores > 0,
+        "no seed restored a cluster: the restore row is not exercised"
     );
     assert_eq!(
         runs.iter()
@@ -1361,11 +1594,88 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
         0,
         "no recovery without the setting"
     );
+    assert!(
+        runs.iter().all(|r| !(r.store_unreadable && r.formed)),
+        "a store that cannot be read is never taken for an empty one"
+    );
     // Liveness is not promised (a node may fail loudly, as every node must when more machines
     // than cluster.size carry the tag), but a simulation in which clusters never form would be
-    // testing nothing.
+    // testing nothing. Seeds whose store is never readable must not form one.
     assert!(
-        formed > seeds * 3 / 4,
-        "only {formed} of {seeds} seeds formed a cluster"
+        formed > could_form * 3 / 4,
+        "only {formed} of the {could_form} seeds with a readable store (or none) formed a cluster"
+    );
+}
+
+/// A formed 3-member cluster with a backup store snapshotted once; then every machine is
+/// terminated with its disk and a new fleet (new names and addresses) boots.
+fn fleet_recreated(configure: impl FnOnce(&mut Store)) -> World {
+    let mut w = World::new(1, 3, None, false).with_store(true, 0);
+    w.chaos = false;
+    while w.now < 60 {
+        w.step();
+    }
+    assert!(
+        w.cluster_answers() && !w.store.as_ref().unwrap().snapshots.is_empty(),
+        "the cluster formed and was snapshotted first:\n{}",
+        w.trace.join("\n")
+    );
+    configure(w.store.as_mut().unwrap());
+    w.store.as_mut().unwrap().next_at = u64::MAX;
+    w.lose_fleet();
+    for k in 0..3 {
+        w.machines[k].unlisted_from = w.now;
+    }
+    w.run();
+    w
+}
+
+#[test]
+fn a_fleet_recreated_after_total_loss_restores_the_newest_snapshot_never_bootstraps_empty() {
+    let w = fleet_recreated(|_| {});
+    let trace = w.trace.join("\n");
+    let newest = w.store.as_ref().unwrap().snapshots.last().unwrap().clone();
+    let live = w.live_formed();
+    assert_eq!(live.len(), 1, "{trace}");
+    let c = &w.clusters[&live[0]];
+    assert_eq!(c.restored_from.as_ref(), Some(&newest.key), "{trace}");
+    assert!(
+        c.index >= newest.raft_index && c.members.len() == 3,
+        "{trace}"
+    );
+    assert!(
+        (3..6).all(|k| w.machines[k].etcd == Etcd::Running { cluster: live[0] }),
+        "the three new machines run it: {trace}"
+    );
+
+    // backup.restore = false, or a store that cannot be read: the new fleet waits, and nothing
+    // starts.
+    for configure in [
+        (|s: &mut Store| s.restore = false) as fn(&mut Store),
+        |s: &mut Store| s.unreadable = 100,
+    ] {
+        let w = fleet_recreated(configure);
+        let after: Vec<&String> = w
+            .trace
+            .iter()
+            .skip_while(|l| !l.contains("whole fleet is terminated"))
+            .collect();
+        assert!(
+            after.iter().all(|l| !l.contains(" starts ")) && w.live_formed().is_empty(),
+            "{}",
+            w.trace.join("\n")
+        );
+    }
+
+    // The invariant can fail: agents that do not look at the store bootstrap empty beside it.
+    let blind = std::panic::catch_unwind(|| fleet_recreated(|s| s.agents_look = false));
+    let message = blind
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("INVARIANT VIOLATED")
+            && message.contains("bootstraps an empty cluster while the store holds"),
+        "agents blind to the store should have bootstrapped empty: {message}"
     );
 }

@@ -151,6 +151,17 @@ pub struct Backups {
 }
 
 impl Backups {
+    /// Whether a look at the store can matter: no cluster answers, and this node's data dir is
+    /// empty (a first bootstrap may have to restore) or a lost quorum may be recovered (a
+    /// snapshot fresher than every survivor is a better copy). A restart on data never waits
+    /// for the store. The run and the simulation both ask this.
+    pub fn worth_a_look(probes: &[Probe], data: DataDir, recover_lost_quorum: bool) -> bool {
+        let answered = probes
+            .iter()
+            .any(|p| matches!(p.answer, PeerAnswer::Answered(_)));
+        !answered && (data == DataDir::Empty || recover_lost_quorum)
+    }
+
     /// The snapshot a first bootstrap would restore, as a vouch names it.
     pub fn would_restore(&self) -> Option<RestoreRef> {
         match &self.look {

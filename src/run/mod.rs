@@ -166,17 +166,12 @@ impl Agent {
         })
     }
 
-    /// What the backup store holds, when `[backup]` is configured and it can matter: no cluster
-    /// answers, and this node's data dir is empty (a first bootstrap may have to restore) or a
-    /// lost quorum may be recovered (a snapshot fresher than every survivor is a better copy).
-    /// A restart on data never waits for the store.
+    /// What the backup store holds, when `[backup]` is configured and it can matter
+    /// (`Backups::worth_a_look`).
     async fn look_at_backups(&self, probes: &[Probe], data: datadir::DataDir) -> Option<Backups> {
         let backup = self.settings.backup.as_ref()?;
-        let answered = probes
-            .iter()
-            .any(|p| matches!(p.answer, PeerAnswer::Answered(_)));
-        let needed = data == datadir::DataDir::Empty || self.settings.cluster.recover_lost_quorum;
-        let look = if answered || !needed {
+        let recover = self.settings.cluster.recover_lost_quorum;
+        let look = if !Backups::worth_a_look(probes, data, recover) {
             StoreLook::NotNeeded
         } else {
             match self.store(backup).await {
