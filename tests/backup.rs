@@ -937,6 +937,13 @@ fn a_fleet_whose_machines_all_went_restores_at_boot_never_empty(etcd: Etcd, bloc
     }
     for &i in &fresh {
         assert_eq!(lab.nodes[i].env_value("ETCD_INITIAL_CLUSTER_STATE"), "new");
+        // The members start on identical, checked copies: no initial corruption check, which
+        // would make them wait on each other (docs/backup.md).
+        assert!(
+            !lab.nodes[i].env().contains("CORRUPT_CHECK"),
+            "{}",
+            lab.nodes[i].env()
+        );
         assert!(
             !lab.nodes[i]
                 .data_dir()

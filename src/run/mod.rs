@@ -639,8 +639,13 @@ impl Agent {
             spec: &self.settings.cluster,
             tls: &self.settings.tls,
             listen: &self.addresses.get(&me.host.to_string()),
+            // Not for the first start of a restore: every member holds the same snapshot, checked
+            // against its manifest's sha256, so the check compares identical copies; and since
+            // etcd asks its peers before it serves its own, members starting together on data
+            // wait on each other up to its request timeout (7 to 15 s measured, BENCHMARKS.md).
+            // The next boot's env file has it again.
             corrupt_check: local
-                .filter(|_| self.settings.etcd.initial_corrupt_check)
+                .filter(|_| self.settings.etcd.initial_corrupt_check && plan.restore.is_none())
                 .map(|l| l.version),
         })
         .map_err(|e| {
