@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Machine};
 use crate::lab::{AgentSetup, Api, Lab, env_map};
-use crate::measure::{self, stats};
+use crate::measure::{self, Cmd, stats};
 use crate::report::{Report, dur, spread};
 
 /// etcd 3.5 (`ETCD35_BIN`, as CI sets it), else `ETCD_BIN`, else Debian's.
@@ -128,35 +128,45 @@ fn form_with_agents(
             lab.agent_cmd(&format!("agent {i}"), &setup, &["run"])
         })
         .collect();
+    start_then_healthy(&cmds, machines, dir).map(|(healthy, done, _)| (healthy, done))
+}
+
+/// Starts machine i's command `cmds[i]` (all together, in `dir/m{i}`) and each machine's etcd
+/// from the env file in that dir as soon as its command exits, as `Requires=`/`After=` start
+/// etcd.service. Returns the time to a healthy cluster, the time until the last command exited,
+/// and the etcds (stopped when dropped).
+pub fn start_then_healthy(
+    cmds: &[Cmd],
+    machines: &[Machine],
+    dir: &Path,
+) -> Result<(Duration, Duration, Etcds), String> {
+    let n = machines.len();
     let mut etcds = Etcds::default();
     let start = Instant::now();
-    let mut agents_done = Duration::ZERO;
-    let mut agents = Vec::new();
+    let mut done = Duration::ZERO;
+    let mut running = Vec::new();
     for (i, cmd) in cmds.iter().enumerate() {
         let scratch = dir.join(format!("m{i}"));
         let child = cmd
             .command(&scratch)
             .and_then(|mut c| c.spawn())
-            .map_err(|e| format!("agent {i}: {e}"))?;
-        agents.push(Some(child));
+            .map_err(|e| format!("{} on machine {i}: {e}", cmd.label))?;
+        running.push(Some(child));
     }
     loop {
-        for (i, slot) in agents.iter_mut().enumerate() {
-            if start_when_done(
-                slot,
-                &format!("agent {i}"),
-                &dir.join(format!("m{i}")),
-                &mut etcds,
-            )? {
-                agents_done = start.elapsed();
+        for (i, slot) in running.iter_mut().enumerate() {
+            let label = format!("{} on machine {i}", cmds[i].label);
+            if start_when_done(slot, &label, &dir.join(format!("m{i}")), &mut etcds)? {
+                done = start.elapsed();
             }
         }
         if etcds.0.len() == n && healthy(machines) {
-            return Ok((start.elapsed(), agents_done));
+            return Ok((start.elapsed(), done, etcds));
         }
         if start.elapsed() > DEADLINE {
             return Err(format!(
-                "{n} agents and their etcds formed no healthy cluster in {DEADLINE:?} ({})",
+                "{n} of `{}` and their etcds formed no healthy cluster in {DEADLINE:?} ({})",
+                cmds[0].label,
                 dir.display()
             ));
         }
@@ -224,7 +234,7 @@ pub fn start_by_hand(machines: &[Machine], dir: &Path) -> Result<Etcds, String> 
 }
 
 /// What an operator writes for member `me`.
-fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
+pub fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
     let cluster: Vec<String> = machines
         .iter()
         .map(|m| format!("{}=http://{}:2380", m.name, m.ip))

@@ -252,6 +252,12 @@ pub fn put(ip: Ipv4Addr, key: &str, value: &str) -> Result<(), String> {
     .map(drop)
 }
 
+/// The member at `ip` serves `key` (a linearizable read through the cluster).
+pub fn has_key(ip: Ipv4Addr, key: &str) -> Result<bool, String> {
+    let out = post(ip, "/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64(key)))?;
+    Ok(out.contains(r#""kvs":"#))
+}
+
 /// Standard base64, as etcd's gateway wants keys and values (the suite adds no crate for it).
 fn b64(s: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -14,6 +14,7 @@ mod latency;
 mod measure;
 mod mock;
 mod report;
+mod restore;
 mod scale;
 mod snapshot;
 mod tls;
