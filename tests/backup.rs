@@ -28,9 +28,29 @@ on_both_releases! {
     a_store_that_refuses_answers_garbage_or_hangs_fails_clearly => 112,
     a_cluster_is_restored_by_hand_from_the_newest_snapshot => 113,
     a_fleet_whose_machines_all_went_restores_at_boot_never_empty => 114,
+    a_fresh_fleet_waits_on_an_s3_store_it_cannot_read_then_restores_from_it => 115,
 }
 
 const SECRET: &str = "moto-secret-key-never-shown";
+
+/// S3's refusal of a key without the permission, shaped as S3 answers it.
+const ACCESS_DENIED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"#;
+
+/// The mock store answers every request with `response` from now on.
+fn answer_with(
+    rt: &tokio::runtime::Runtime,
+    server: &wiremock::MockServer,
+    response: wiremock::ResponseTemplate,
+) {
+    rt.block_on(async {
+        server.reset().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(response)
+            .mount(server)
+            .await;
+    })
+}
 
 /// Runs `snapshot` (with `args`) on every machine at once, as the timers on each do.
 fn snapshot_everywhere(lab: &Lab, args: &[&str]) -> Vec<Output> {
@@ -626,8 +646,7 @@ fn snapshot_to(
 }
 
 fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block: u8) {
-    use wiremock::matchers::any;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::{MockServer, ResponseTemplate};
 
     let mut lab = formed(etcd, block);
     let keys = lab.root.path().join("keys");
@@ -654,21 +673,10 @@ fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block
         .build()
         .unwrap();
     let server = rt.block_on(MockServer::start());
-    let mock = |response: ResponseTemplate| {
-        rt.block_on(async {
-            server.reset().await;
-            Mock::given(any())
-                .respond_with(response)
-                .mount(&server)
-                .await;
-        })
-    };
     // Cases run one after another against the same mock, which answers S3's error shape.
-    let denied = r#"<?xml version="1.0" encoding="UTF-8"?>
-<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"#;
     let cases: [(ResponseTemplate, Option<i32>, &str); 3] = [
         (
-            ResponseTemplate::new(403).set_body_string(denied),
+            ResponseTemplate::new(403).set_body_string(ACCESS_DENIED),
             Some(77),
             "AccessDenied: \"Access Denied\"; check the access key",
         ),
@@ -684,7 +692,7 @@ fn a_store_that_refuses_answers_garbage_or_hangs_fails_clearly(etcd: Etcd, block
         ),
     ];
     for (response, code, says) in cases {
-        mock(response);
+        answer_with(&rt, &server, response);
         let (out, took) = snapshot_to(
             &mut lab,
             leader,
@@ -962,6 +970,103 @@ fn a_fleet_whose_machines_all_went_restores_at_boot_never_empty(etcd: Etcd, bloc
             b64("in the snapshot")
         );
         assert_eq!(kv.get(&lab.nodes[i].client_url(), "later"), "");
+    }
+    for &i in &fresh {
+        lab.stop_etcd(i);
+    }
+}
+
+/// Total loss with the snapshot in S3 (moto, every request signed): three fresh machines whose
+/// store answers 403, 500, garbage or nothing wait, saying why, and touch nothing; once it answers,
+/// every one restores the snapshot from S3 and the new cluster serves its keys.
+fn a_fresh_fleet_waits_on_an_s3_store_it_cannot_read_then_restores_from_it(etcd: Etcd, block: u8) {
+    use wiremock::{MockServer, ResponseTemplate};
+
+    let mut lab = formed(etcd, block);
+    let net = lab.etcd.net;
+    let moto = Moto::start(&format!("127.{net}.{block}.100"), "etcd-backups");
+    let keys = lab.root.path().join("keys");
+    moto.write_keys(&keys);
+    let s3 = |endpoint: &str| {
+        format!(
+            "[backup]\nurl = \"s3://etcd-backups/prod\"\nendpoint = \"{endpoint}\"\ntimeout = \"2s\"\naccess_key_id_file = \"{0}/id\"\nsecret_access_key_file = \"{0}/secret\"\n",
+            keys.display()
+        )
+    };
+    let kv = Kv::new();
+    kv.put(&lab.nodes[0].client_url(), "kept", "in the s3 snapshot");
+    lab.sections = s3(&moto.endpoint);
+    lab.configure_all();
+    the_one_that_uploaded(&lab, &snapshot_everywhere(&lab, &[]));
+    for i in 0..3 {
+        lab.stop_etcd(i);
+    }
+    let fresh: Vec<usize> = (11..14)
+        .map(|k| lab.add_node(&format!("127.{net}.{block}.{k}")))
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start());
+    let internal = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>4442587FB7D0A2FA</RequestId></Error>"#;
+    let cases = [
+        (
+            ResponseTemplate::new(403).set_body_string(ACCESS_DENIED),
+            "AccessDenied",
+        ),
+        (
+            ResponseTemplate::new(500).set_body_string(internal),
+            "InternalError",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("<html>captive portal</html>"),
+            "not a complete ListBucketResult document",
+        ),
+        (
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+            "no answer within 2s (backup.timeout)",
+        ),
+    ];
+    lab.sections = s3(&server.uri());
+    for &i in &fresh {
+        lab.configure(i, &fresh);
+    }
+    for (response, says) in cases {
+        answer_with(&rt, &server, response);
+        for err in agents_waiting(&lab, &fresh, 5) {
+            assert!(
+                err.contains("cannot be read") && err.contains(says),
+                "{err}"
+            );
+            assert!(!err.contains(&moto.secret), "{err}");
+        }
+        for &i in &fresh {
+            assert!(!lab.nodes[i].data_dir().join("member").exists());
+            assert!(!lab.nodes[i].env_file().exists());
+        }
+    }
+
+    lab.sections = s3(&moto.endpoint);
+    for &i in &fresh {
+        lab.configure(i, &fresh);
+    }
+    for out in lab.agents_ok_together(&fresh) {
+        let err = stderr(&out);
+        assert!(err.contains("restored snapshot "), "{err}");
+        assert!(!err.contains(&moto.secret), "{err}");
+    }
+    for &i in &fresh {
+        lab.start_etcd(i);
+    }
+    lab.wait_healthy(&fresh, 3);
+    for &i in &fresh {
+        assert_eq!(
+            kv.get(&lab.nodes[i].client_url(), "kept"),
+            b64("in the s3 snapshot")
+        );
     }
     for &i in &fresh {
         lab.stop_etcd(i);
