@@ -984,6 +984,7 @@ impl World {
             revision: index,
             raft_index: index,
             taken_at: 1_700_000_000 + now as i64,
+            etcd_version: "3.5.0".into(),
         });
     }
 

@@ -126,6 +126,7 @@ impl Manifest {
             revision: self.revision,
             raft_index: self.raft_index,
             taken_at: self.taken_at,
+            etcd_version: self.etcd_version.clone(),
         }
     }
 

@@ -114,6 +114,8 @@ pub struct SnapshotRef {
     pub raft_index: u64,
     /// Unix seconds.
     pub taken_at: i64,
+    /// The etcd that took it, as its manifest records it.
+    pub etcd_version: String,
 }
 
 impl SnapshotRef {

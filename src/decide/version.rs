@@ -11,6 +11,9 @@
 //!   (`etcd::version::UPGRADE_FLOORS`), unless `cluster.allow_upgrade_below_floor`.
 //!
 //! Members on two adjacent lines are an upgrade in progress: normal, and allowed.
+//!
+//! A restore (`restorable`) starts this machine's etcd on the snapshot's data: never an etcd of
+//! an older minor line than the one that took it.
 
 use super::*;
 use crate::etcd::version::upgrade_floor;
@@ -89,4 +92,23 @@ pub(super) fn guard(f: &Facts<'_>, view: &ClusterView) -> Option<Outcome> {
         mine.major,
         mine.minor
     ))
+}
+
+/// A restore of `snapshot` starts this machine's etcd on its data: refused when that etcd is of
+/// an older minor line than the etcd that took it (an older etcd cannot run on a newer one's
+/// data; etcd's own downgrade needs a running cluster and `etcdctl downgrade enable` first).
+/// Unknown versions are not judged: etcd checks them itself when it starts.
+pub(super) fn restorable(f: &Facts<'_>, snapshot: &SnapshotRef) -> Option<Outcome> {
+    let local = f.local_etcd?;
+    let taken_by = EtcdVersion::parse(&snapshot.etcd_version)?;
+    (local.version.line() < taken_by.line()).then(|| {
+        outcome(
+            Row::Version,
+            Decision::Refuse,
+            format!(
+                "the backup store's newest snapshot {} was taken by etcd {taken_by}, and this machine's etcd ({}) is {}: an older etcd cannot run on a newer one's data, so it is not restored; install etcd {}.{} or later here (or point etcd.binary at it); nothing was changed (docs/versions.md)",
+                snapshot.key, local.binary, local.version, taken_by.major, taken_by.minor
+            ),
+        )
+    })
 }

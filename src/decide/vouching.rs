@@ -64,7 +64,12 @@ pub fn decide_without_cluster(f: &Facts<'_>, me: &Candidate) -> Outcome {
                 described(s)
             ));
         }
-        Some((_, StoreLook::Newest(s))) => Some(s),
+        Some((_, StoreLook::Newest(s))) => {
+            if let Some(refused) = super::version::restorable(f, s) {
+                return refused;
+            }
+            Some(s)
+        }
     };
     let expected = discovered_cluster(f);
     let mut awaited: Vec<(&Candidate, String)> = Vec::new();

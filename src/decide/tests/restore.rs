@@ -12,6 +12,7 @@ pub(super) fn snapshot() -> SnapshotRef {
         revision: 4711,
         raft_index: 5120,
         taken_at: 1_796_148_300,
+        etcd_version: "3.5.1".into(),
     }
 }
 
@@ -165,4 +166,32 @@ fn the_vouch_names_the_snapshot_this_node_would_restore() {
     // An older agent's vouch (no `restore`) reads as naming none; ours omits it when none.
     let json = serde_json::to_value(vouch(1, 3)).unwrap();
     assert!(json.get("restore").is_none());
+}
+
+#[test]
+fn a_snapshot_taken_by_a_newer_etcd_is_not_restored_by_an_older_one() {
+    let with_local = |local: &str| {
+        let mut w = fleet_with_a_snapshot();
+        w.local_etcd = EtcdVersion::parse(local).map(|version| LocalEtcd {
+            binary: "/usr/bin/etcd".into(),
+            version,
+        });
+        w
+    };
+    let w = with_local("3.4.23");
+    let o = w.decide();
+    assert_eq!((o.row, &o.decision), (Row::Version, &Decision::Refuse));
+    assert!(
+        o.reason.contains("taken by etcd 3.5.1")
+            && o.reason.contains("(/usr/bin/etcd) is 3.4.23")
+            && o.reason.contains("install etcd 3.5 or later"),
+        "{}",
+        o.reason
+    );
+    assert_eq!(w.preview().1, o);
+    // The same line, a newer one, or a version that cannot be told: restored.
+    for local in ["3.5.0", "3.6.14", "unknown"] {
+        let o = with_local(local).decide();
+        assert_eq!(o.row, Row::Restore, "{local}: {}", o.reason);
+    }
 }
