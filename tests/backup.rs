@@ -294,24 +294,7 @@ fn the_leader_alone_backs_up_to_a_directory_across_a_leader_change(etcd: Etcd, b
     assert_eq!(ours(&store).len(), 2);
 
     // Leadership moves: the new leader takes the next snapshot (--force: not waiting an hour).
-    move_leader(&lab);
-    kv.put(
-        &lab.nodes[0].client_url(),
-        "second",
-        "after the leader changed",
-    );
-    std::thread::sleep(Duration::from_millis(1100)); // names are by the second
-    let second = the_one_that_uploaded(&lab, &snapshot_everywhere(&lab, &["--force"]));
-    assert_ne!(second, first);
-    assert_eq!(ours(&store).len(), 4);
-    std::thread::sleep(Duration::from_millis(1100));
-    let outs = snapshot_everywhere(&lab, &["--force"]);
-    let third = the_one_that_uploaded(&lab, &outs);
-    assert!(
-        stderr(&outs[third]).contains("deleted 1 older snapshot (retention)"),
-        "{}",
-        stderr(&outs[third])
-    );
+    two_more_rounds_after_a_leader_change(&lab, &kv, first);
 
     // Retention kept the newest two, and nothing else was touched.
     let kept = ours(&store);
@@ -477,6 +460,15 @@ impl Moto {
 
     /// A signed GET of `path` (`BUCKET/KEY`, or `BUCKET?query` with the query encoded).
     fn get(&self, path: &str) -> Vec<u8> {
+        self.signed("GET", path, b"")
+    }
+
+    /// A signed PUT of `body` at `BUCKET/KEY`, as another writer of the bucket would.
+    fn put(&self, path: &str, body: &[u8]) {
+        self.signed("PUT", path, body);
+    }
+
+    fn signed(&self, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
         use etcd_bootstrap::awsapi::Signer;
         let url = format!("{}/{path}", self.endpoint);
         let credentials =
@@ -490,14 +482,17 @@ impl Moto {
             service: "s3",
             settings,
         };
-        let headers = signer.headers("GET", &url, &[], b"").unwrap();
+        let headers = signer.headers(method, &url, &[], body).unwrap();
         self.rt.block_on(async {
-            let mut request = self.http.get(&url);
+            let mut request = self
+                .http
+                .request(method.parse().unwrap(), &url)
+                .body(body.to_vec());
             for (name, value) in headers {
                 request = request.header(name, value);
             }
             let r = request.send().await.unwrap();
-            assert!(r.status().is_success(), "GET {path}: {}", r.status());
+            assert!(r.status().is_success(), "{method} {path}: {}", r.status());
             r.bytes().await.unwrap().to_vec()
         })
     }
@@ -524,6 +519,10 @@ impl Drop for Moto {
     }
 }
 
+/// S3 (moto, every request signed): the leader alone streams a snapshot larger than a part,
+/// which restores; not due again within the interval; the key never shown, a wrong one refused;
+/// after a leader change the new leader uploads, retention deletes the oldest and nothing it did
+/// not write; `restore` brings the newest back from the bucket.
 fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
     let mut lab = formed(etcd, block);
     let moto = Moto::start(&format!("127.{}.{block}.100", lab.etcd.net), "etcd-backups");
@@ -538,7 +537,7 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
     let keys = lab.root.path().join("keys");
     moto.write_keys(&keys);
     lab.sections = format!(
-        "[backup]\nurl = \"s3://etcd-backups/prod/main\"\nendpoint = \"{}\"\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
+        "[backup]\nurl = \"s3://etcd-backups/prod/main\"\nendpoint = \"{}\"\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\nkeep_newest = 2\nkeep_daily = 0\n",
         moto.endpoint,
         keys.join("id").display(),
         keys.join("secret").display()
@@ -609,8 +608,25 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
         listed[0].trim_start_matches("prod/main/")
     );
 
-    // restore streams it back from S3 (signed, checked against its manifest) into a data dir.
+    // Leadership moves: the new leader uploads the next snapshot; retention (keep_newest = 2)
+    // then deletes the oldest from the bucket, and nothing it did not write.
     moto.write_keys(&keys);
+    let prefix = format!("prod/main/{}/", lab.token);
+    let foreign = format!("{prefix}notes.txt");
+    moto.put(&format!("etcd-backups/{foreign}"), b"the operator's");
+    two_more_rounds_after_a_leader_change(&lab, &kv, leader);
+    let kept = moto.keys("etcd-backups", &prefix);
+    assert_eq!(
+        kept.len(),
+        5,
+        "two snapshots and the operator's file: {kept:?}"
+    );
+    assert!(!kept.contains(&listed[0]), "the oldest was kept: {kept:?}");
+    assert!(kept.contains(&foreign), "{kept:?}");
+    let newest = kept.iter().filter(|k| k.ends_with(".db")).max().unwrap();
+
+    // restore streams the newest back from S3 (signed, checked against its manifest) into a
+    // data dir.
     for i in 0..3 {
         lab.stop_etcd(i);
     }
@@ -619,12 +635,35 @@ fn the_leader_streams_a_large_snapshot_to_s3_in_parts(etcd: Etcd, block: u8) {
     assert!(
         stderr(&out).contains(&format!(
             "restored {}",
-            listed[0].trim_start_matches("prod/main/")
+            newest.trim_start_matches("prod/main/")
         )),
         "{}",
         stderr(&out)
     );
     assert!(lab.nodes[leader].data_dir().join("member/snap/db").exists());
+}
+
+/// Leadership moves away from `first` (the last uploader) and a key is written; then two forced
+/// rounds a second apart: the new leader uploads the first, and with `keep_newest = 2` the
+/// second round's upload deletes the oldest snapshot.
+fn two_more_rounds_after_a_leader_change(lab: &Lab, kv: &Kv, first: usize) {
+    move_leader(lab);
+    kv.put(
+        &lab.nodes[0].client_url(),
+        "second",
+        "after the leader changed",
+    );
+    std::thread::sleep(Duration::from_millis(1100)); // names are by the second
+    let second = the_one_that_uploaded(lab, &snapshot_everywhere(lab, &["--force"]));
+    assert_ne!(second, first);
+    std::thread::sleep(Duration::from_millis(1100));
+    let outs = snapshot_everywhere(lab, &["--force"]);
+    let third = the_one_that_uploaded(lab, &outs);
+    assert!(
+        stderr(&outs[third]).contains("deleted 1 older snapshot (retention)"),
+        "{}",
+        stderr(&outs[third])
+    );
 }
 
 /// One machine backing up to `endpoint`: its result, and how long it took.
@@ -977,8 +1016,10 @@ fn a_fleet_whose_machines_all_went_restores_at_boot_never_empty(etcd: Etcd, bloc
 }
 
 /// Total loss with the snapshot in S3 (moto, every request signed): three fresh machines whose
-/// store answers 403, 500, garbage or nothing wait, saying why, and touch nothing; once it answers,
-/// every one restores the snapshot from S3 and the new cluster serves its keys.
+/// store answers 403, 500, garbage or nothing wait, saying why, and touch nothing; once it
+/// answers, they wait with `backup.restore = false` naming the snapshot, refuse a database whose
+/// bytes are not its manifest's, and then every one restores the snapshot from S3 and the new
+/// cluster serves its keys.
 fn a_fresh_fleet_waits_on_an_s3_store_it_cannot_read_then_restores_from_it(etcd: Etcd, block: u8) {
     use wiremock::{MockServer, ResponseTemplate};
 
@@ -1049,13 +1090,56 @@ fn a_fresh_fleet_waits_on_an_s3_store_it_cannot_read_then_restores_from_it(etcd:
         }
     }
 
+    // S3 answers; backup.restore = false: they wait, naming the snapshot and the setting.
+    let listed = moto.keys("etcd-backups", &format!("prod/{}/", lab.token));
+    let key = listed[0].trim_start_matches("prod/");
+    lab.sections = format!("{}restore = false\n", s3(&moto.endpoint));
+    for &i in &fresh {
+        lab.configure(i, &fresh);
+    }
+    for err in agents_waiting(&lab, &fresh, 4) {
+        assert!(
+            err.contains("backup.restore = false") && err.contains(key),
+            "{err}"
+        );
+    }
+    // A database whose bytes are not its manifest's (another writer, a bad copy): every
+    // agent refuses it with the reason, and nothing is restored or written.
+    let db_path = format!("etcd-backups/{}", listed[0]);
+    let good = moto.get(&db_path);
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0xff;
+    moto.put(&db_path, &bad);
     lab.sections = s3(&moto.endpoint);
     for &i in &fresh {
         lab.configure(i, &fresh);
     }
+    let lab_ref = &lab;
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = fresh
+            .iter()
+            .map(|&i| s.spawn(move || lab_ref.agent(i, &[])))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (out, &i) in outs.iter().zip(&fresh) {
+        assert!(!out.status.success(), "{}", stderr(out));
+        assert!(!lab.nodes[i].data_dir().join("member").exists());
+        assert!(!lab.nodes[i].env_file().exists());
+    }
+    // Each agent that decided downloads and refuses it (one that had not decided yet when its
+    // peers stopped may give up waiting for them instead).
+    assert!(
+        outs.iter()
+            .any(|o| stderr(o).contains("do not match its manifest")),
+        "{:?}",
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    moto.put(&db_path, &good);
+
     for out in lab.agents_ok_together(&fresh) {
         let err = stderr(&out);
-        assert!(err.contains("restored snapshot "), "{err}");
+        assert!(err.contains(&format!("restored snapshot {key}")), "{err}");
         assert!(!err.contains(&moto.secret), "{err}");
     }
     for &i in &fresh {
