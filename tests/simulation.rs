@@ -21,7 +21,10 @@
 //! whole fleet and creates a new one (new names and addresses). Half the seeds configure a
 //! backup store (`[backup]`): the leader snapshots it every 20 to 60 s while a quorum runs; the
 //! store cannot be read at some looks (in some seeds, at every look), and some seeds set
-//! `backup.restore = false`.
+//! `backup.restore = false`. Half of the seeds model etcd versions: every machine starts on
+//! etcd 3.5 (below or at the floor of the upgrade to 3.6), and machines created after a random
+//! time carry 3.6 (a new image): the agents know their etcd's version and each answering
+//! member's, and the cluster version is the lowest of its running members'.
 //!
 //! After every step the invariants are checked:
 //! 1. at most one formed cluster (one that reached quorum) exists at any time, a cluster
@@ -42,7 +45,10 @@
 //!    etcd, not the preview's model) takes the same steps to the same decision;
 //! 7. no cluster is bootstrapped empty while the backup store holds a snapshot of its token; a
 //!    restore brings back the newest snapshot, every member of it the same one; and a recovery
-//!    never brings back data staler than the newest snapshot of that cluster.
+//!    never brings back data staler than the newest snapshot of that cluster;
+//! 8. no etcd starts in a cluster whose running members are of a newer minor line (etcd would
+//!    refuse it, after the member was added), nor makes the running members span more than one
+//!    minor line.
 //!
 //! A failing seed prints its trace; `SIM_SEED=<seed> cargo test --test simulation` replays one.
 //! `SIM_SETTLE=20` runs the old rule (a first bootstrap on 20 s of silence) instead of vouching.
@@ -56,8 +62,8 @@ use std::time::Duration;
 use etcd_bootstrap::config::ClusterSpec;
 use etcd_bootstrap::datadir::{WalInfo, WalMember};
 use etcd_bootstrap::decide::{
-    self, Action, Backups, ClusterView, DataDir, Decision, EtcdMember, Observation, PeerAnswer,
-    Probe, Session, SnapshotRef, SourceUsed, StartPlan, StoreLook, Vouch,
+    self, Action, Backups, ClusterView, DataDir, Decision, EtcdMember, EtcdVersion, LocalEtcd,
+    Observation, PeerAnswer, Probe, Session, SnapshotRef, SourceUsed, StartPlan, StoreLook, Vouch,
 };
 use etcd_bootstrap::envfile::ClusterState;
 use etcd_bootstrap::member::{Candidate, Host, MemberName, Scheme, url};
@@ -131,6 +137,8 @@ struct Machine {
     /// addition returned, which is there even when the cluster has no quorum until this member
     /// starts (etcd 3.5 does not answer member lists then).
     added_to: Option<u64>,
+    /// The etcd its image carries, in seeds that model versions.
+    version: Option<EtcdVersion>,
 }
 
 #[derive(Clone)]
@@ -152,6 +160,8 @@ struct Cluster {
     recovered_from: Vec<usize>,
     /// The snapshot (its key) its members restored, when it was made from one.
     restored_from: Option<String>,
+    /// etcd's cluster version, once decided (seeds that model versions).
+    version: Option<EtcdVersion>,
 }
 
 /// The backup store: the snapshots of this cluster token, oldest first.
@@ -195,6 +205,14 @@ struct World {
     restores: usize,
     /// Whole fleets lost (for the figures).
     fleet_losses: usize,
+    /// The etcd new machines' image carries, in seeds that model versions; from the given time
+    /// on, the image carries the next version (a rolling upgrade by replacing machines).
+    image: Option<EtcdVersion>,
+    upgrade: Option<(u64, EtcdVersion)>,
+    /// Members started beside members of another minor line, and agents refused by a version
+    /// rule (for the figures).
+    mixed_starts: usize,
+    version_refusals: usize,
 }
 
 fn hash(s: &str) -> u64 {
@@ -242,6 +260,10 @@ impl World {
             store: None,
             restores: 0,
             fleet_losses: 0,
+            image: None,
+            upgrade: None,
+            mixed_starts: 0,
+            version_refusals: 0,
             trace: vec![format!(
                 "seed {seed}: {n} members, {extras} extra tagged machines"
             )],
@@ -265,6 +287,19 @@ impl World {
             snapshots: Vec::new(),
             next_at: 20,
         });
+        self
+    }
+
+    /// Models etcd versions: machines carry `from`, and new ones `to` from time `at` on.
+    fn with_versions(mut self, from: EtcdVersion, to: EtcdVersion, at: u64) -> Self {
+        self.trace.push(format!(
+            "etcd {from} on every machine; new machines get {to} from t={at}"
+        ));
+        self.image = Some(from);
+        self.upgrade = Some((at, to));
+        for m in &mut self.machines {
+            m.version = Some(from);
+        }
         self
     }
 
@@ -295,6 +330,12 @@ impl World {
             index: 0,
             members_seen: Vec::new(),
             added_to: None,
+            // After the upgrade, one machine in four still comes from the old image (a stale
+            // launch template): it must never join the upgraded cluster.
+            version: match self.upgrade {
+                Some((at, to)) if now >= at && !self.rng.chance(25) => Some(to),
+                _ => self.image,
+            },
             agent: Agent::Running {
                 started: boot,
                 next: boot,
@@ -358,8 +399,8 @@ impl World {
             // A cluster without quorum right now does not answer linearizable member lists.
             Some(t) if Self::quorum_started(c) || self.machines[i].added_to == Some(cluster) => {
                 PeerAnswer::Answered(ClusterView {
-                    cluster_version: None,
-                    server_version: None,
+                    cluster_version: self.cluster_version(cluster),
+                    server_version: self.machines[j].version,
                     cluster_id: cluster,
                     members,
                     settled: self.now > t,
@@ -523,9 +564,84 @@ impl World {
             wal,
             probes,
             undiscovered_alive: alive,
-            local_etcd: None,
+            local_etcd: self.machines[i].version.map(|version| LocalEtcd {
+                binary: "/usr/bin/etcd".into(),
+                version,
+            }),
             backups,
         })
+    }
+
+    /// etcd's cluster version (`major.minor.0`): decided by the leader as the lowest of every
+    /// member's etcd once every member answers, and never lowered (etcd keeps it in its data).
+    fn cluster_version(&self, cluster: u64) -> Option<EtcdVersion> {
+        self.clusters.get(&cluster).and_then(|c| c.version)
+    }
+
+    /// Raises each cluster's version when every member runs and reports a higher lowest line.
+    fn decide_cluster_versions(&mut self) {
+        let ids: Vec<u64> = self.clusters.keys().copied().collect();
+        for id in ids {
+            let c = &self.clusters[&id];
+            let versions: Option<Vec<EtcdVersion>> = c
+                .members
+                .iter()
+                .map(|member| {
+                    self.machines
+                        .iter()
+                        .find(|m| {
+                            m.alive
+                                && m.etcd == Etcd::Running { cluster: id }
+                                && m.disk == Some((id, member.id))
+                        })
+                        .and_then(|m| m.version)
+                })
+                .collect();
+            let Some(lowest) = versions.and_then(|v| v.into_iter().min()) else {
+                continue;
+            };
+            let lowest = EtcdVersion::new(lowest.major, lowest.minor, 0);
+            let c = self.clusters.get_mut(&id).unwrap();
+            if c.version.is_none_or(|v| v < lowest) {
+                c.version = Some(lowest);
+            }
+        }
+    }
+
+    /// Invariant 8, for machine `i` starting etcd in `cluster`: etcd refuses a member older than
+    /// the cluster version (a joiner after it was added, a restart on its data as a downgrade),
+    /// and the agent's own rule keeps the running members within one minor line.
+    fn check_versions(&mut self, i: usize, cluster: u64) {
+        let Some(mine) = self.machines[i].version else {
+            return;
+        };
+        if let Some(cv) = self.cluster_version(cluster)
+            && mine.line() < cv.line()
+        {
+            self.fail(format!(
+                "etcd-{i} starts etcd {mine} in cluster {cluster:x} at cluster version {cv}: etcd refuses it"
+            ));
+        }
+        let others: Vec<EtcdVersion> = (0..self.machines.len())
+            .filter(|&k| k != i)
+            .filter(|&k| {
+                let m = &self.machines[k];
+                m.alive && m.etcd == Etcd::Running { cluster }
+            })
+            .filter_map(|k| self.machines[k].version)
+            .collect();
+        let (Some(low), Some(high)) = (others.iter().min(), others.iter().max()) else {
+            return;
+        };
+        let (low, high) = (mine.min(*low), mine.max(*high));
+        if low.major != high.major || high.minor > low.minor + 1 {
+            self.fail(format!(
+                "etcd-{i} starts etcd {mine} in cluster {cluster:x}, whose running members span {low} to {high}: more than one minor line"
+            ));
+        }
+        if low.line() != high.line() {
+            self.mixed_starts += 1;
+        }
     }
 
     /// The agent's look at the backup store, when one is configured: asked only when it can
@@ -587,6 +703,9 @@ impl World {
                     break;
                 }
                 Decision::Refuse => {
+                    if out.row.as_str() == "version" {
+                        self.version_refusals += 1;
+                    }
                     self.trace
                         .push(format!("t={now}: {name} refuses: {}", out.reason));
                     self.end_agent(i, Agent::Failed);
@@ -789,6 +908,7 @@ impl World {
                 self.fail(format!("etcd-{i} planned new over its own data"));
             }
             // Restart on data: etcd ignores the initial-cluster settings.
+            self.check_versions(i, cluster);
             let ok = self
                 .clusters
                 .get_mut(&cluster)
@@ -828,6 +948,7 @@ impl World {
                             cl.restored_from
                         ));
                     }
+                    self.check_versions(i, c);
                     let me = self
                         .clusters
                         .get_mut(&c)
@@ -874,6 +995,7 @@ impl World {
                     index,
                     recovered_from: Vec::new(),
                     restored_from: restore.clone(),
+                    version: None,
                 });
                 if cl.restored_from != restore {
                     let why = format!(
@@ -908,6 +1030,7 @@ impl World {
                         "etcd-{i} joins with {ic:?} but none of those peers runs etcd"
                     ));
                 };
+                self.check_versions(i, id);
                 let c = self.clusters.get_mut(&id).unwrap();
                 if !c.members.iter().any(|m| m.peer_url == my_url && !m.started) {
                     let why = format!(
@@ -1339,6 +1462,7 @@ impl World {
             }
             self.chaos();
             self.advance_logs();
+            self.decide_cluster_versions();
             self.snapshot();
             self.now += 1;
         }
@@ -1363,14 +1487,21 @@ struct Ran {
     store_unreadable: bool,
     fleet_losses: usize,
     restores: usize,
+    mixed_starts: usize,
+    version_refusals: usize,
 }
 
 /// The world of one seed: odd seeds with `cluster.recover_lost_quorum` on; seeds 4..8 of every
 /// 8 with a backup store, which every 4th of those cannot read at any look, and every 4th
-/// (others) with `backup.restore = false`.
+/// (others) with `backup.restore = false`; seeds 64..128 of every 128 with etcd 3.5 (alternately
+/// below and at the floor of the upgrade to 3.6) and replacements on 3.6 from some time on.
 fn world(seed: u64) -> World {
     let n = [1, 3, 5, 7][(seed % 4) as usize];
-    let w = World::new(seed, n, settle(), seed % 2 == 1);
+    let mut w = World::new(seed, n, settle(), seed % 2 == 1);
+    if (seed / 64) % 2 == 1 {
+        let from = EtcdVersion::new(3, 5, [20, 26][(seed / 128 % 2) as usize]);
+        w = w.with_versions(from, EtcdVersion::new(3, 6, 14), 60 + seed % 300);
+    }
     if (seed / 4).is_multiple_of(2) {
         return w;
     }
@@ -1390,6 +1521,8 @@ fn simulate(seed: u64) -> Ran {
         store_unreadable: w.store.as_ref().is_some_and(|s| s.unreadable == 100),
         fleet_losses: w.fleet_losses,
         restores: w.restores,
+        mixed_starts: w.mixed_starts,
+        version_refusals: w.version_refusals,
     }
 }
 
@@ -1577,8 +1710,10 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     let backed_up = runs.iter().filter(|r| r.backed_up).count();
     let fleets_lost: usize = runs.iter().map(|r| r.fleet_losses).sum();
     let restores: usize = runs.iter().map(|r| r.restores).sum();
+    let mixed: usize = runs.iter().map(|r| r.mixed_starts).sum();
+    let refused: usize = runs.iter().map(|r| r.version_refusals).sum();
     println!(
-        "simulated {seeds} seeds: 0 invariant violations; plan showed what the run did at all {previews} looks that showed steps; a cluster formed in {formed} (none of the {} whose store was never readable); a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries); a backup store held snapshots in {backed_up} seeds; {fleets_lost} whole fleets lost, {restores} clusters restored from the newest snapshot and none bootstrapped empty beside one",
+        "simulated {seeds} seeds: 0 invariant violations; plan showed what the run did at all {previews} looks that showed steps; a cluster formed in {formed} (none of the {} whose store was never readable); a majority lost for good in {} seeds with recover_lost_quorum on ({recoveries} recoveries) and {} with it off (0 recoveries); a backup store held snapshots in {backed_up} seeds; {fleets_lost} whole fleets lost, {restores} clusters restored from the newest snapshot and none bootstrapped empty beside one; {mixed} etcd starts beside members of another minor line (an upgrade in progress), none refused by etcd; {refused} agents refused by a version rule (an upgrade from below its floor, an etcd older than the cluster)",
         seeds - could_form,
         lost(true),
         lost(false)
@@ -1586,6 +1721,10 @@ fn ten_thousand_seeds_of_racing_boots_keep_every_invariant() {
     assert!(
         restores > 0,
         "no seed restored a cluster: the restore row is not exercised"
+    );
+    assert!(
+        mixed > 0,
+        "no member started beside another minor line: the version rules are not exercised"
     );
     assert_eq!(
         runs.iter()
