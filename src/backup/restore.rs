@@ -112,6 +112,13 @@ pub async fn restore(
         .clone()
         .unwrap_or_else(|| crate::preflight::DEFAULT_ETCD.into());
     let tool = restore_tool(backup, &etcd_binary)?;
+    // The rule of a restore at boot: never onto an older etcd than the one that took it. An etcd
+    // that cannot be asked is not judged here (etcd checks its data when it starts).
+    if let Ok(local) = crate::run::local_etcd::ask(&etcd_binary).await
+        && let Some(why) = crate::decide::too_new_to_restore(&local, &manifest.snapshot_ref())
+    {
+        return Err(Failure::new(Kind::Unsafe, why));
+    }
 
     // Beside the data dir (the same file system, so the last step is a rename).
     let work = PathBuf::from(format!("{}.restoring", data_dir.display()));

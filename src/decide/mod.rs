@@ -42,6 +42,7 @@ pub use facts::{
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
+pub use version::too_new_to_restore;
 pub use vouching::{bootstrap_set, described};
 
 use cluster::decide_with_cluster;

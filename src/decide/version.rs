@@ -99,16 +99,18 @@ pub(super) fn guard(f: &Facts<'_>, view: &ClusterView) -> Option<Outcome> {
 /// data; etcd's own downgrade needs a running cluster and `etcdctl downgrade enable` first).
 /// Unknown versions are not judged: etcd checks them itself when it starts.
 pub(super) fn restorable(f: &Facts<'_>, snapshot: &SnapshotRef) -> Option<Outcome> {
-    let local = f.local_etcd?;
+    let why = too_new_to_restore(f.local_etcd?, snapshot)?;
+    Some(outcome(Row::Version, Decision::Refuse, why))
+}
+
+/// Why `local` must not restore `snapshot` (taken by a newer minor line), for a restore at boot
+/// and by hand alike.
+pub fn too_new_to_restore(local: &LocalEtcd, snapshot: &SnapshotRef) -> Option<String> {
     let taken_by = EtcdVersion::parse(&snapshot.etcd_version)?;
     (local.version.line() < taken_by.line()).then(|| {
-        outcome(
-            Row::Version,
-            Decision::Refuse,
-            format!(
-                "the backup store's newest snapshot {} was taken by etcd {taken_by}, and this machine's etcd ({}) is {}: an older etcd cannot run on a newer one's data, so it is not restored; install etcd {}.{} or later here (or point etcd.binary at it); nothing was changed (docs/versions.md)",
-                snapshot.key, local.binary, local.version, taken_by.major, taken_by.minor
-            ),
+        format!(
+            "snapshot {} was taken by etcd {taken_by}, and this machine's etcd ({}) is {}: an older etcd cannot run on a newer one's data, so it is not restored; install etcd {}.{} or later here (or point etcd.binary at it); nothing was changed (docs/versions.md)",
+            snapshot.key, local.binary, local.version, taken_by.major, taken_by.minor
         )
     })
 }

@@ -28,7 +28,7 @@ use crate::notify;
 use crate::preflight::{self, Checked};
 
 mod force_new;
-mod local_etcd;
+pub(crate) mod local_etcd;
 mod voucher_slot;
 
 use voucher_slot::VoucherSlot;
