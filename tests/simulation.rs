@@ -23,8 +23,9 @@
 //! store cannot be read at some looks (in some seeds, at every look), and some seeds set
 //! `backup.restore = false`. Half of the seeds model etcd versions: every machine starts on
 //! etcd 3.5 (below or at the floor of the upgrade to 3.6), and machines created after a random
-//! time carry 3.6 (a new image): the agents know their etcd's version and each answering
-//! member's, and the cluster version is the lowest of its running members'.
+//! time carry 3.6 (a new image; one in four still the old one): the agents know their etcd's
+//! version and each answering member's, and the cluster version is etcd's (the lowest of every
+//! member's once all of them answer, never lowered).
 //!
 //! After every step the invariants are checked:
 //! 1. at most one formed cluster (one that reached quorum) exists at any time, a cluster
