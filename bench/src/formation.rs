@@ -233,12 +233,18 @@ pub fn start_by_hand(machines: &[Machine], dir: &Path) -> Result<Etcds, String> 
     Ok(etcds)
 }
 
-/// What an operator writes for member `me`.
-pub fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
-    let cluster: Vec<String> = machines
+/// `name=peer-url,...` of these machines, as `ETCD_INITIAL_CLUSTER` (and etcdutl's
+/// `--initial-cluster`) take it.
+pub fn initial_cluster(machines: &[Machine]) -> String {
+    machines
         .iter()
         .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What an operator writes for member `me`.
+pub fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
     format!(
         "ETCD_NAME={name}\nETCD_DATA_DIR={dir}/data\nETCD_INITIAL_CLUSTER={cluster}\n\
          ETCD_INITIAL_CLUSTER_STATE=new\nETCD_INITIAL_CLUSTER_TOKEN=bench\n\
@@ -246,7 +252,7 @@ pub fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
          ETCD_ADVERTISE_CLIENT_URLS=http://{ip}:2379\nETCD_LISTEN_CLIENT_URLS=http://{ip}:2379\n",
         name = me.name,
         dir = dir.display(),
-        cluster = cluster.join(","),
+        cluster = initial_cluster(machines),
         ip = me.ip,
     )
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::fleet::{self, Machine};
-use crate::formation::{etcd_bin, hand_written, start_then_healthy};
+use crate::formation::{etcd_bin, hand_written, initial_cluster, start_then_healthy};
 use crate::grow::has_key;
 use crate::lab::Lab;
 use crate::measure::{Cmd, stats};
@@ -200,11 +200,7 @@ fn by_hand_cmd(
     }
     std::fs::write(scratch.join("etcd.env"), env).map_err(|e| e.to_string())?;
     let me = &machines[i];
-    let cluster = machines
-        .iter()
-        .map(|m| format!("{}=http://{}:2380", m.name, m.ip))
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = initial_cluster(machines);
     let etcdutl = etcd_bin().with_file_name("etcdutl");
     let db = scratch.join("snapshot.db");
     let sh = format!(
