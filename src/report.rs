@@ -185,8 +185,13 @@ fn data_word(obs: &Observation) -> String {
         (DataDir::Empty, _) => "empty".into(),
         // Whether it is the distribution package's cluster, the decision's reason says.
         (DataDir::HasMember, Some(w)) => format!(
-            "holds member {:x} of cluster {:x}, raft index {}",
-            w.member_id, w.cluster_id, w.last_index,
+            "holds member {:x} of cluster {:x}, raft index {}{}",
+            w.member_id,
+            w.cluster_id,
+            w.last_index,
+            w.data_version
+                .map(|v| format!(", written at cluster version {}.{}", v.major, v.minor))
+                .unwrap_or_default(),
         ),
         (DataDir::HasMember, None) => "holds member data whose log could not be read".into(),
     }

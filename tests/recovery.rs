@@ -5,7 +5,9 @@
 //! Without it nobody decides anything: every agent says that the quorum is lost and who holds
 //! the freshest data, and the survivor's data dir is untouched. The same recovery on a cluster
 //! grown with a learner (joined, promoted, then snapshotted past): the survivor's log must count
-//! the promoted member as the voter it is.
+//! the promoted member as the voter it is. And the same recovery from a data dir without v2
+//! `.snap` files, which etcd's main branch no longer writes: who this member is, its cluster's
+//! members and the recovery start's own snapshot are read from the log and the backend.
 
 #[macro_use]
 mod common;
@@ -19,6 +21,7 @@ on_both_releases! {
     a_lost_quorum_is_recovered_from_the_survivors_data => 97,
     without_the_setting_a_lost_quorum_is_only_reported => 98,
     a_lost_quorum_of_a_cluster_grown_with_a_learner_is_recovered => 96,
+    a_lost_quorum_is_recovered_from_data_without_snap_files => 99,
 }
 
 /// A cluster that lost two of its three machines: who survived, who replaces the others.
@@ -36,11 +39,8 @@ fn lose_two_of_three(etcd: Etcd, block: u8, extra: &str) -> Loss {
     lose(lab, 0, [1, 2], extra)
 }
 
-/// Machine 1 is replaced by machine 3, which joins as a learner and is promoted; etcd then
-/// snapshots past the promotion (a small snapshot count), so the survivor's log holds the
-/// learner's addition below its newest snapshot and the promotion as etcd writes it
-/// (`"peerURLs":null,"isPromote":true`). Then machines 0 and 2 are lost; 3 survives.
-fn lose_two_of_a_learner_grown_cluster(etcd: Etcd, block: u8, extra: &str) -> Loss {
+/// Three machines formed with a small snapshot count, so that etcd snapshots after a few writes.
+fn formed_snapshotting_often(etcd: Etcd, block: u8) -> (Lab, etcd_bootstrap::decide::ClusterView) {
     let mut lab = Lab::new(etcd, block, 3, 3);
     lab.etcd_env = vec![("ETCD_SNAPSHOT_COUNT".into(), "20".into())];
     lab.configure_all();
@@ -48,7 +48,16 @@ fn lose_two_of_a_learner_grown_cluster(etcd: Etcd, block: u8, extra: &str) -> Lo
     for i in 0..3 {
         lab.start_etcd(i);
     }
-    lab.wait_healthy(&[0, 1, 2], 3);
+    let view = lab.wait_healthy(&[0, 1, 2], 3);
+    (lab, view)
+}
+
+/// Machine 1 is replaced by machine 3, which joins as a learner and is promoted; etcd then
+/// snapshots past the promotion (a small snapshot count), so the survivor's log holds the
+/// learner's addition below its newest snapshot and the promotion as etcd writes it
+/// (`"peerURLs":null,"isPromote":true`). Then machines 0 and 2 are lost; 3 survives.
+fn lose_two_of_a_learner_grown_cluster(etcd: Etcd, block: u8, extra: &str) -> Loss {
+    let (mut lab, _) = formed_snapshotting_often(etcd, block);
     lab.stop_etcd(1);
     std::fs::remove_dir_all(lab.nodes[1].data_dir()).unwrap();
     let learner = lab.add_node(&format!("127.{}.{block}.6", lab.etcd.net));
@@ -83,6 +92,97 @@ fn lose_two_of_a_learner_grown_cluster(etcd: Etcd, block: u8, extra: &str) -> Lo
     lab.start_etcd(learner);
     lab.wait_healthy(&[0, 2, learner], 3);
     lose(lab, learner, [0, 2], extra)
+}
+
+/// A cluster that snapshots often (its log holds snapshot records past its first entries)
+/// loses machines 1 and 2; then the survivor's v2 `.snap` files are removed, as etcd's main
+/// branch never writes them. The agent must still know whose data it is and who its members
+/// were: from the log (which starts at the cluster's first entry here) and the backend.
+fn lose_two_of_three_without_snap_files(etcd: Etcd, block: u8) -> Loss {
+    let (lab, view) = formed_snapshotting_often(etcd, block);
+    let kv = Kv::new();
+    for k in 0..60 {
+        kv.put(&lab.nodes[0].client_url(), &format!("fill-{k}"), "x");
+    }
+    let loss = lose(lab, 0, [1, 2], RECOVER);
+    let member = loss.lab.nodes[0].data_dir().join("member");
+    let mut removed = 0;
+    for e in std::fs::read_dir(member.join("snap")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".snap") {
+            std::fs::remove_file(e.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "etcd wrote .snap files to remove");
+
+    // Whose data it is, from the log alone.
+    let mine = view
+        .members
+        .iter()
+        .find(|m| m.name == loss.lab.nodes[0].name)
+        .unwrap();
+    let out = loss.lab.agent(0, &["plan", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wal = &plan["data_wal"];
+    assert_eq!(wal["member_id"], format!("{:x}", mine.id), "{wal}");
+    assert_eq!(wal["cluster_id"], format!("{:x}", view.cluster_id), "{wal}");
+    let mut ids: Vec<&str> = wal["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = view.members.iter().map(|m| format!("{:x}", m.id)).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "{wal}");
+    assert_eq!(wal["members_complete"], true, "{wal}");
+    assert!(
+        wal["data_version"].as_str().is_some(),
+        "the backend records a cluster version: {wal}"
+    );
+    // The backend's own member list (what etcd 3.6 and later start from) says the same.
+    let recorded = etcd_bootstrap::datadir::bolt::read(&member.join("snap/db")).unwrap();
+    let mut in_backend: Vec<(u64, String, Vec<String>)> = recorded
+        .members
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.name, m.peer_urls))
+        .collect();
+    in_backend.sort();
+    let mut listed: Vec<(u64, String, Vec<String>)> = view
+        .members
+        .iter()
+        .map(|m| (m.id, m.name.clone(), m.peer_urls.clone()))
+        .collect();
+    listed.sort();
+    assert_eq!(in_backend, listed);
+    assert!(recorded.consistent_index.unwrap() > 60);
+    // A log whose first segments were purged (here: its one segment renamed as if it began
+    // later; the reader goes by the name) and no `.snap` file: the member list comes from the
+    // backend, whole.
+    let purged = loss.lab.nodes[0].dir.join("purged");
+    std::fs::create_dir_all(purged.join("snap")).unwrap();
+    std::fs::copy(member.join("snap/db"), purged.join("snap/db")).unwrap();
+    std::fs::create_dir_all(purged.join("wal")).unwrap();
+    for e in std::fs::read_dir(member.join("wal")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().replace(
+            "0000000000000000-0000000000000000",
+            "0000000000000001-0000000000000010",
+        );
+        std::fs::copy(e.path(), purged.join("wal").join(name)).unwrap();
+    }
+    let info = etcd_bootstrap::datadir::read_member(&purged).unwrap();
+    assert!(info.members_complete, "{info:?}");
+    let mut ids: Vec<u64> = info.members.iter().map(|m| m.id).collect();
+    ids.sort();
+    assert_eq!(ids, listed.iter().map(|m| m.0).collect::<Vec<_>>());
+    std::fs::remove_dir_all(purged).unwrap();
+    loss
+}
+
+fn a_lost_quorum_is_recovered_from_data_without_snap_files(etcd: Etcd, block: u8) {
+    recovered(lose_two_of_three_without_snap_files(etcd, block));
 }
 
 fn lose(mut lab: Lab, survivor: usize, lost: [usize; 2], extra: &str) -> Loss {
@@ -265,10 +365,14 @@ fn joined_after_recovery(
 }
 
 /// The case issue #22 reports: a 3.5 cluster's survivor recovers with Debian's etcd 3.4 as
-/// `etcd.binary`. That start writes its forced membership changes into the 3.5 log, refuses the
-/// data and exits, and the run fails. The next run (etcd 3.5 now) never starts the data as that
-/// start left it: it puts the copy from before back first, then recovers from it, and the
-/// replacements join.
+/// `etcd.binary`. The agent refuses that start before it copies or forces anything: the data's
+/// backend records cluster version 3.5 (exit 79, data untouched).
+///
+/// An etcd whose version cannot be asked (a wrapper; etcd's rules are then left to etcd) still
+/// fails that start: it writes its forced membership changes into the 3.5 log, refuses the data
+/// and exits, and the run fails. The next run (etcd 3.5 now) never starts the data as that start
+/// left it: it puts the copy from before back first, then recovers from it, and the replacements
+/// join.
 #[test]
 fn a_recovery_start_that_failed_is_undone_before_the_next_run() {
     let Loss {
@@ -277,12 +381,47 @@ fn a_recovery_start_that_failed_is_undone_before_the_next_run() {
         replacements: [r1, r2],
     } = lose_two_of_three(etcd35(), 93, RECOVER);
     let data = lab.nodes[s].data_dir();
+    let before = dir_snapshot(&data);
     let replacements: Vec<(usize, Child)> = [r1, r2]
         .into_iter()
         .map(|i| (i, lab.agent_spawn(i, &[])))
         .collect();
 
     lab.nodes[s].bin = Some(etcd34().bin);
+    lab.configure(s, &[s, r1, r2]);
+    let out = lab.agent(s, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(79), "{err}");
+    assert!(
+        err.contains("was last written at cluster version 3.5 and this machine's etcd (")
+            && err.contains("is 3.4.23: an older etcd refuses a newer data dir"),
+        "{err}"
+    );
+    assert_eq!(dir_snapshot(&data), before, "the data dir is untouched");
+    let beside = |what: &str| {
+        std::fs::read_dir(data.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains(what))
+    };
+    assert_eq!(beside("before-recovery"), None, "nothing was copied");
+
+    let wrapper = lab.nodes[s].dir.join("etcd-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && exit 1\nexec {} \"$@\"\n",
+            etcd34().bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    lab.nodes[s].bin = Some(wrapper);
     lab.configure(s, &[s, r1, r2]);
     let out = lab.agent(s, &[]);
     let err = stderr(&out);
@@ -307,11 +446,7 @@ fn a_recovery_start_that_failed_is_undone_before_the_next_run() {
         "{err}"
     );
     assert!(!marker.exists(), "a recovery that served is done");
-    let failed = std::fs::read_dir(data.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("data.failed-recovery-"))
+    let failed = beside("data.failed-recovery-")
         .expect("what the failed start left is kept beside the data dir");
     assert_ne!(
         dir_snapshot(&failed).len(),

@@ -523,7 +523,9 @@ impl World {
                     })
                     .collect(),
                 members_complete: true,
-                members_base_index: 0,
+                // The backend records the cluster version it last applied.
+                data_version: self.cluster_version(cluster_id),
+                ..WalInfo::default()
             });
         // No cluster answers: the members its data lists that no listed machine has are asked
         // on their own peer URLs (any machine there, etcd or a waiting agent, answers).

@@ -2,7 +2,8 @@
 //! upgraded one member at a time, by a machine of the new image replacing an old one and by a
 //! binary swapped in place, keys readable throughout; then, once the cluster version is 3.5, a
 //! machine with etcd 3.4 is refused before any member is added, and a 3.5 member whose binary
-//! was swapped back to 3.4 is refused before its data is started. And on each version alone:
+//! was swapped back to 3.4 is refused before its data is started, with the cluster running and
+//! with the whole fleet down (the data dir says its own version). And on each version alone:
 //! the env file turns etcd's initial corruption check on with the key that version reads, and
 //! etcd runs the check.
 
@@ -163,4 +164,24 @@ fn a_fleet_upgrades_one_member_at_a_time_and_an_older_etcd_never_joins_or_restar
     assert_eq!(std::fs::read(lab.nodes[0].env_file()).unwrap(), env_before);
     assert_eq!(dir_snapshot(&lab.nodes[0].data_dir()), data_before);
     readable_everywhere(&lab, &[1, new]);
+
+    // The whole fleet down: no cluster answers, and the data's own version (its backend records
+    // cluster version 3.5) refuses the same start, which etcd 3.4 would refuse only after
+    // writing to the 3.5 log.
+    for i in [1, new] {
+        lab.stop_etcd(i);
+    }
+    let out = lab.agent(0, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(79), "{err}");
+    assert!(
+        err.contains("was last written at cluster version 3.5 and this machine's etcd (")
+            && err.contains("is 3.4.23: an older etcd refuses a newer data dir")
+            && err.contains("etcdctl downgrade enable"),
+        "{err}"
+    );
+    let plan = String::from_utf8_lossy(&lab.agent(0, &["plan"]).stdout).into_owned();
+    assert!(plan.contains("written at cluster version 3.5"), "{plan}");
+    assert_eq!(std::fs::read(lab.nodes[0].env_file()).unwrap(), env_before);
+    assert_eq!(dir_snapshot(&lab.nodes[0].data_dir()), data_before);
 }

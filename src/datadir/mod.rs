@@ -2,6 +2,7 @@
 //! read from the write-ahead log without etcd running, see `wal.rs`). Nothing here writes but
 //! `move_aside`, which renames and never deletes.
 
+pub mod bolt;
 pub mod recovery_mark;
 pub mod snap;
 pub mod wal;
@@ -53,12 +54,50 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, Failure> {
     }
 }
 
-/// A member dir's log, its member list on top of the newest snapshot's.
+/// A member dir's log, its member list on top of the newest snapshot's, and the version its
+/// backend records.
+///
+/// The member list underneath the log: the newest v2 `.snap` file's, which etcd 3.4 and 3.5
+/// start from; without one (etcd's main branch no longer writes them, and 3.7 no longer reads
+/// them) the backend's `members` bucket, current up to its consistent index, which is what etcd
+/// 3.6 and later start from (`membership.RaftCluster.Recover` reading the v3 backend; checked
+/// at v3.6.14). The log's changes above that index are replayed on top, as on a snapshot's.
 pub fn read_member(member_dir: &Path) -> Option<WalInfo> {
-    read_log(
-        &member_dir.join("wal"),
-        snap::read_newest(&member_dir.join("snap")),
-    )
+    let recorded = bolt::read(&member_dir.join("snap/db"));
+    let base = snap::read_newest(&member_dir.join("snap")).or_else(|| {
+        let r = recorded.as_ref()?;
+        Some((r.consistent_index?, r.members.clone()?))
+    });
+    let mut info = read_log(&member_dir.join("wal"), base)?;
+    info.data_version = recorded.and_then(|r| r.version());
+    Some(info)
+}
+
+/// The raft index of the newest snapshot record in the log's last two segments (a segment cut
+/// right after the record leaves it in the one before): cheap enough to ask again while etcd
+/// runs, where reading the whole log would not be.
+pub fn newest_log_snapshot(wal_dir: &Path) -> Option<u64> {
+    let mut segments = segments(wal_dir)?;
+    let tail = segments.split_off(segments.len().saturating_sub(2));
+    let mut info = WalInfo::default();
+    for segment in tail {
+        let f = std::fs::File::open(segment).ok()?;
+        wal::read_segment(std::io::BufReader::new(f), &mut info);
+    }
+    Some(info.snapshot_index)
+}
+
+/// The log's segments in the log's order.
+fn segments(wal_dir: &Path) -> Option<Vec<PathBuf>> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(wal_dir)
+        .map_err(|e| tracing::warn!("cannot read {}: {e}", wal_dir.display()))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    // `<seq>-<index>.wal` in fixed-width hex: the name order is the log's order.
+    segments.sort();
+    Some(segments)
 }
 
 /// The log alone (no snapshot underneath): its ids, indexes and the members its changes add.
@@ -70,14 +109,7 @@ pub fn read_wal(wal_dir: &Path) -> Option<WalInfo> {
 /// configuration changes may be in any of them. etcd keeps a handful (`--max-wals`, 5), each at
 /// most 64 MB and read only up to its preallocated zeros.
 fn read_log(wal_dir: &Path, snapshot: Option<(u64, Vec<WalMember>)>) -> Option<WalInfo> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(wal_dir)
-        .map_err(|e| tracing::warn!("cannot read {}: {e}", wal_dir.display()))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    // `<seq>-<index>.wal` in fixed-width hex: the name order is the log's order.
-    segments.sort();
+    let segments = segments(wal_dir)?;
     let from_start = segments.first().is_some_and(|s| {
         s.file_name()
             .is_some_and(|n| n.to_string_lossy().ends_with("-0000000000000000.wal"))

@@ -43,6 +43,17 @@ pub struct WalInfo {
     /// turned back into a learner by its own `AddLearner` entry).
     #[serde(skip)]
     pub members_base_index: u64,
+    /// The raft index of the newest snapshot record in the log (type 5): every etcd version
+    /// writes one when it takes a snapshot, with or without a v2 `.snap` file beside it.
+    #[serde(skip)]
+    pub snapshot_index: u64,
+    /// The newest etcd version the data says it was written for (`bolt::Recorded::version`):
+    /// read from the backend beside the log, not from the log.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_version"
+    )]
+    pub data_version: Option<crate::etcd::version::EtcdVersion>,
 }
 
 /// A member as a configuration change (or a snapshot) records it.
@@ -72,6 +83,16 @@ pub struct WalMember {
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     use serde::Deserialize;
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn display_version<S: serde::Serializer>(
+    v: &Option<crate::etcd::version::EtcdVersion>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -153,6 +174,7 @@ fn read_record(record: &[u8], info: &mut WalInfo) -> bool {
             for (field, value) in Fields::new(data) {
                 if let (1, Value::Varint(v)) = (field, value) {
                     info.last_index = info.last_index.max(v);
+                    info.snapshot_index = info.snapshot_index.max(v);
                 }
             }
         }
@@ -367,6 +389,22 @@ mod tests {
         field_varint(3, id, &mut cc);
         field_bytes(4, json.as_bytes(), &mut cc);
         cc
+    }
+
+    #[test]
+    fn the_newest_snapshot_record_is_the_logs_own_snapshot_whatever_the_snap_dir_holds() {
+        let mut seg = segment(7, 9, &[(0, 5, b"put".to_vec())]);
+        seg.truncate(seg.len() - 4096);
+        for index in [0x12, 0x10] {
+            let mut snap = Vec::new();
+            field_varint(1, index, &mut snap);
+            field_varint(2, 2, &mut snap);
+            frame(&record(SNAPSHOT, &snap), &mut seg);
+        }
+        let mut info = WalInfo::default();
+        assert!(read_segment(&seg[..], &mut info));
+        assert_eq!(info.snapshot_index, 0x12);
+        assert_eq!(info.last_index, 0x12);
     }
 
     #[test]

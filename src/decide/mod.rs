@@ -215,6 +215,9 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                     .find(|m| m.peer_urls.contains(&my_url) || m.name == me.name.as_str()),
             };
             if let Some(mine) = mine {
+                if let Some(o) = version::opens_own_data(f) {
+                    return o;
+                }
                 let plan = start_in(f, view, me, mine.is_learner);
                 return outcome(
                     Row::Restart,
@@ -251,7 +254,10 @@ pub fn decide(f: &Facts<'_>) -> Outcome {
                 ),
             )
         }
-        (DataDir::HasMember, None) => recovery::decide_with_data(f, me),
+        // Before the restart, and before the recovery copies or force-starts anything.
+        (DataDir::HasMember, None) => {
+            version::opens_own_data(f).unwrap_or_else(|| recovery::decide_with_data(f, me))
+        }
         (DataDir::Empty, Some(view)) => decide_with_cluster(f, me, &my_url, view),
         (DataDir::Empty, None) => vouching::decide_without_cluster(f, me),
     }

@@ -917,7 +917,7 @@ fn wal(cluster_id: u64, member_id: u64) -> crate::datadir::WalInfo {
         commit: 9,
         members: Vec::new(),
         members_complete: false,
-        members_base_index: 0,
+        ..Default::default()
     }
 }
 
@@ -1145,6 +1145,66 @@ fn an_etcd_older_than_the_cluster_is_refused_before_any_membership_change() {
         v
     });
     assert_eq!(w.decide().row, Row::Version);
+}
+
+/// This machine restarting on its data, written at cluster version `data`, with etcd `local`,
+/// when nothing answers (the whole fleet down) or when its cluster answers at `data`.
+fn restart_on(local: &str, data: &str, cluster_answers: bool) -> World {
+    let mut w = versions(data, data, local);
+    if !cluster_answers {
+        w.probes
+            .iter_mut()
+            .for_each(|p| p.answer = PeerAnswer::Refused);
+    } else {
+        w = w.all_answer({
+            let mut v = view(vec![member(0), member(1), member(2)]);
+            v.cluster_version = EtcdVersion::parse(data);
+            v
+        });
+    }
+    w.data = DataDir::HasMember;
+    w.wal = Some(crate::datadir::WalInfo {
+        data_version: EtcdVersion::parse(data),
+        ..wal(0xc1, 100)
+    });
+    w
+}
+
+#[test]
+fn a_restart_on_data_a_newer_etcd_wrote_is_refused_whether_or_not_a_cluster_answers() {
+    // The whole fleet down: the data's own version says it.
+    assert_eq!(
+        refusal(restart_on("3.4.23", "3.5.0", false)),
+        "/var/lib/etcd was last written at cluster version 3.5 and this machine's etcd (/usr/bin/etcd) is 3.4.23: an older etcd refuses a newer data dir, after writing to it; install etcd 3.5 or later here (or point etcd.binary at it), or downgrade the cluster first (`etcdctl downgrade enable`, etcd 3.6 and later); nothing was changed (docs/versions.md)"
+    );
+    // Two lines newer than the data: etcd upgrades one at a time.
+    assert!(
+        refusal(restart_on("3.7.1", "3.5.0", false))
+            .contains("start this data with etcd 3.6 first")
+    );
+    // With the cluster answering, its own version refuses the same starts first.
+    for local in ["3.4.23", "3.7.1"] {
+        refusal(restart_on(local, "3.5.0", true));
+    }
+    // The same line, or one newer (an upgrade in place): the ordinary restart.
+    for local in ["3.5.1", "3.6.14"] {
+        assert_eq!(
+            restart_on(local, "3.5.0", false).decide().row,
+            Row::RestartUnreachable
+        );
+    }
+    assert_eq!(
+        restart_on("3.5.1", "3.5.0", true).decide().row,
+        Row::Restart
+    );
+    // Data that records no version, or an etcd that could not be asked: left to etcd.
+    assert_eq!(
+        restart_on("3.4.23", "", false).decide().row,
+        Row::RestartUnreachable
+    );
+    let mut w = restart_on("3.4.23", "3.5.0", false);
+    w.local_etcd = None;
+    assert_eq!(w.decide().row, Row::RestartUnreachable);
 }
 
 #[test]

@@ -12,6 +12,10 @@
 //!
 //! Members on two adjacent lines are an upgrade in progress: normal, and allowed.
 //!
+//! A start on this machine's own data (`opens_own_data`: a restart, or the lost-quorum
+//! recovery's forced start) needs an etcd that can open it, whether a cluster answers or not:
+//! never of an older minor line than the version the data records, and at most one line newer.
+//!
 //! A restore (`restorable`) starts this machine's etcd on the snapshot's data: never an etcd of
 //! an older minor line than the one that took it.
 
@@ -91,6 +95,44 @@ pub(super) fn guard(f: &Facts<'_>, view: &ClusterView) -> Option<Outcome> {
         local.binary,
         mine.major,
         mine.minor
+    ))
+}
+
+/// This machine's etcd starting on its own data: refused when it is of an older minor line than
+/// the version the data records (etcd refuses a newer data dir, "cluster cannot be downgraded",
+/// after it wrote to its log; seen with a 3.4 binary on 3.5 data, issue #22), or more than one
+/// line newer (etcd upgrades one minor version at a time, and 3.6 refuses data 3.5 never
+/// touched). Data that records no version, or an etcd that could not be asked, is not judged:
+/// etcd checks it itself when it starts.
+pub(super) fn opens_own_data(f: &Facts<'_>) -> Option<Outcome> {
+    let local = f.local_etcd?;
+    let data = f
+        .wal
+        .filter(|_| f.data == DataDir::HasMember)?
+        .data_version?;
+    let mine = local.version;
+    let dir = f.spec.data_dir.display();
+    let why = if mine.line() < data.line() {
+        format!(
+            "{dir} was last written at cluster version {}.{} and this machine's etcd ({}) is {mine}: an older etcd refuses a newer data dir, after writing to it; install etcd {}.{} or later here (or point etcd.binary at it), or downgrade the cluster first (`etcdctl downgrade enable`, etcd 3.6 and later)",
+            data.major, data.minor, local.binary, data.major, data.minor
+        )
+    } else if mine.major != data.major || mine.minor > data.minor + 1 {
+        format!(
+            "{dir} was last written at cluster version {}.{} and this machine's etcd ({}) is {mine}: etcd upgrades one minor version at a time; start this data with etcd {}.{} first",
+            data.major,
+            data.minor,
+            local.binary,
+            data.major,
+            data.minor + 1
+        )
+    } else {
+        return None;
+    };
+    Some(outcome(
+        Row::Version,
+        Decision::Refuse,
+        format!("{why}; nothing was changed (docs/versions.md)"),
     ))
 }
 

@@ -33,8 +33,8 @@ pub async fn run_once(
     data_dir: &Path,
     etcd: &EtcdClient,
 ) -> Result<(), Failure> {
-    let snap_dir = data_dir.join("member/snap");
-    let snapshot_before = newest_snapshot(&snap_dir);
+    let wal_dir = data_dir.join("member/wal");
+    let snapshot_before = crate::datadir::newest_log_snapshot(&wal_dir);
     // Clients reach this start on a private loopback port only: a machine waiting to join must
     // not add itself to it (it would replay the forced log, the very thing the snapshot
     // avoids); it joins once etcd.service has started the cluster of one.
@@ -70,7 +70,7 @@ pub async fn run_once(
         "started {} once with --force-new-cluster and a snapshot",
         binary.display()
     );
-    let served = wait_served(&mut child, &snap_dir, snapshot_before, &client_url, etcd).await;
+    let served = wait_served(&mut child, &wal_dir, snapshot_before, &client_url, etcd).await;
     stop(&mut child).await;
     served?;
     tracing::warn!(
@@ -81,7 +81,7 @@ pub async fn run_once(
 
 async fn wait_served(
     child: &mut Child,
-    snap_dir: &Path,
+    wal_dir: &Path,
     snapshot_before: Option<u64>,
     client_url: &str,
     etcd: &EtcdClient,
@@ -99,7 +99,9 @@ async fn wait_served(
         }
         match etcd.member_list(client_url).await {
             Ok(view) if view.members.len() == 1 => {
-                if newest_snapshot(snap_dir) > snapshot_before {
+                // The log's own snapshot record, which every etcd version writes (a v2 `.snap`
+                // file is written only up to 3.7).
+                if crate::datadir::newest_log_snapshot(wal_dir) > snapshot_before {
                     return Ok(());
                 }
                 last = "it serves, and has not written its snapshot yet".into();
@@ -152,40 +154,4 @@ async fn stop(child: &mut Child) {
     tracing::warn!("etcd did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it");
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// The raft index of the newest snapshot file (`<term>-<index>.snap`, hex).
-fn newest_snapshot(snap_dir: &Path) -> Option<u64> {
-    std::fs::read_dir(snap_dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (_, index) = name.strip_suffix(".snap")?.split_once('-')?;
-            u64::from_str_radix(index, 16).ok()
-        })
-        .max()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_newest_snapshot_is_read_from_the_file_names() {
-        let dir = std::env::temp_dir().join(format!("etcd-bootstrap-snaps-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(newest_snapshot(&dir), None);
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in [
-            "0000000000000002-000000000000000a.snap",
-            "0000000000000003-000000000000000c.snap",
-            "db",
-            "0000000000000003-garbage.snap",
-        ] {
-            std::fs::write(dir.join(name), b"").unwrap();
-        }
-        assert_eq!(newest_snapshot(&dir), Some(0xc));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

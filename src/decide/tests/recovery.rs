@@ -24,7 +24,7 @@ fn survivor_data(others: &[WalMember]) -> WalInfo {
         commit: 9,
         members,
         members_complete: true,
-        members_base_index: 0,
+        ..Default::default()
     }
 }
 
@@ -326,4 +326,41 @@ fn a_snapshot_fresher_than_every_survivor_stops_the_recovery_from_a_stale_one() 
         "{}",
         o.reason
     );
+}
+
+/// `two_of_three_gone_on` with this machine's etcd at `local` and its data recording `data`.
+fn recovery_on(local: &str, data: &str) -> World {
+    let mut w = two_of_three_gone_on();
+    w.wal.as_mut().unwrap().data_version = EtcdVersion::parse(data);
+    w.local_etcd = EtcdVersion::parse(local).map(|version| LocalEtcd {
+        binary: "/usr/bin/etcd".into(),
+        version,
+    });
+    w
+}
+
+#[test]
+fn the_recovery_starts_only_with_an_etcd_that_can_open_the_data() {
+    // The case of issue #22: a 3.5 cluster recovered on a machine whose etcd is 3.4. Refused
+    // before the copy, so before anything is forced.
+    for (local, data) in [("3.4.23", "3.5.0"), ("3.7.1", "3.5.0")] {
+        let w = recovery_on(local, data);
+        let o = w.decide();
+        assert_eq!(
+            (o.row, &o.decision),
+            (Row::Version, &Decision::Refuse),
+            "{local} on {data}: {}",
+            o.reason
+        );
+        let (steps, _) = w.preview();
+        assert!(steps.is_empty(), "{steps:?}");
+    }
+    // The same line, one line newer (an upgrade in place), or data that records no version.
+    for (local, data) in [("3.5.1", "3.5.0"), ("3.6.14", "3.5.0"), ("3.4.23", "")] {
+        assert_eq!(
+            recovery_on(local, data).decide().decision,
+            Decision::Act(Action::CopyDataAside),
+            "{local} on {data:?}"
+        );
+    }
 }
