@@ -243,6 +243,7 @@ impl World {
             replace_stale_data: false,
             recover_lost_quorum: recover,
             allow_upgrade_below_floor: false,
+            max_learners: 1,
             bootstrap_settle: settle.map(std::time::Duration::from_secs),
         };
         let mut w = World {

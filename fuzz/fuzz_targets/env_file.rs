@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         replace_stale_data: false,
         recover_lost_quorum: false,
         allow_upgrade_below_floor: false,
+        max_learners: 1,
         bootstrap_settle: None,
     };
     let ic = vec![(name.clone(), url(Scheme::Https, &host, 2380))];
@@ -50,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         tls: &tls,
         listen: &[],
         corrupt_check: None,
+        etcd: None,
     };
     let file = render(&env).expect("validated inputs always render");
     let mut read_back = Vec::new();

@@ -298,6 +298,12 @@ peers = ["etcd-0=10.0.0.10", "etcd-1=10.0.0.11", "etcd-2=10.0.0.12"]
                 .unwrap_err()
                 .contains("cluster.size is 0")
         );
+        let (_d, path) = dir_with(BASE, &[("1.toml", "[cluster]\nmax_learners = 0\n")]);
+        assert!(
+            load(&layers(&path))
+                .unwrap_err()
+                .contains("cluster.max_learners is 0; it must be between 1 and 9")
+        );
 
         let (_d, path) = dir_with(
             BASE,

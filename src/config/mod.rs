@@ -85,6 +85,9 @@ pub struct ClusterSpec {
     /// Opt-in: let this node join or restart beside members below the patch release an upgrade
     /// to the next minor needs (etcd::version::UPGRADE_FLOORS; docs/versions.md).
     pub allow_upgrade_below_floor: bool,
+    /// How many learners etcd 3.6 and later may hold at once (`--max-learners`, written into
+    /// the env file); 1, etcd's default and the only value before 3.6, unless set.
+    pub max_learners: usize,
     /// Off (`None`, the default): a new cluster needs every other member's agent to vouch for an
     /// empty data dir. Set: the old fallback for fleets whose agents cannot reach each other's
     /// peer port, a member that stays silent this long counts as empty, which is wrong for a
@@ -187,6 +190,14 @@ impl Settings {
             replace_stale_data: c.replace_stale_data.unwrap_or(false),
             recover_lost_quorum: c.recover_lost_quorum.unwrap_or(false),
             allow_upgrade_below_floor: c.allow_upgrade_below_floor.unwrap_or(false),
+            max_learners: match c.max_learners.unwrap_or(1) {
+                n @ 1..=MAX_SIZE => n as usize,
+                n => {
+                    return Err(format!(
+                        "cluster.max_learners is {n}; it must be between 1 and {MAX_SIZE}"
+                    ));
+                }
+            },
             bootstrap_settle: match c.bootstrap_settle.as_deref() {
                 None | Some("off") => None,
                 Some(v) => Some(dur("cluster.bootstrap_settle", Some(v), "")?),

@@ -59,6 +59,7 @@ pub struct RawCluster {
     pub replace_stale_data: Option<bool>,
     pub recover_lost_quorum: Option<bool>,
     pub allow_upgrade_below_floor: Option<bool>,
+    pub max_learners: Option<i64>,
     pub bootstrap_settle: Option<String>,
 }
 

@@ -148,12 +148,19 @@ pub(super) fn decide_with_cluster(
                 .join(", ")
         ));
     }
-    if f.spec.join_as_learner
-        && let Some(l) = view.members.iter().find(|m| m.is_learner)
-    {
+    let learners: Vec<&EtcdMember> = view.members.iter().filter(|m| m.is_learner).collect();
+    let allowed = learners_allowed(f, view);
+    if f.spec.join_as_learner && learners.len() >= allowed {
+        let names: Vec<String> = learners.iter().map(|l| display_name(l)).collect();
         return wait(format!(
-            "learner {} is still catching up and etcd allows one learner at a time; waiting for its promotion",
-            display_name(l)
+            "learner{} {} still catching up and etcd allows {}; waiting for a promotion",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ") + if names.len() == 1 { " is" } else { " are" },
+            if allowed == 1 {
+                "one learner at a time".to_owned()
+            } else {
+                format!("{allowed} learners at a time (cluster.max_learners)")
+            }
         ));
     }
     let learner = f.spec.join_as_learner;
@@ -218,5 +225,27 @@ pub fn dead_ids(f: &Facts<'_>) -> Vec<u64> {
         Ok(Some(view)) => dead_members(f, view).iter().map(|m| m.id).collect(),
         Ok(None) => recovery::gone_ids(f),
         Err(_) => Vec::new(),
+    }
+}
+
+/// How many learners etcd accepts in this cluster: `cluster.max_learners` once this machine's
+/// etcd and the cluster version are 3.6 or later (the cluster version is its lowest member's;
+/// each member checks the limit itself when it applies a learner's addition, and up to 3.5 the
+/// limit is one, fixed); one otherwise, and when a version is unknown. A member started without
+/// the same setting refuses the addition ("too many learner members"), and nothing is added.
+fn learners_allowed(f: &Facts<'_>, view: &ClusterView) -> usize {
+    let cluster = f
+        .probes
+        .iter()
+        .filter_map(|p| match &p.answer {
+            PeerAnswer::Answered(v) if v.cluster_id == view.cluster_id => v.cluster_version,
+            _ => None,
+        })
+        .max();
+    let at_least_36 = |v: Option<EtcdVersion>| v.is_some_and(|v| v.line() >= (3, 6));
+    if at_least_36(f.local_etcd.map(|l| l.version)) && at_least_36(cluster) {
+        f.spec.max_learners
+    } else {
+        1
     }
 }

@@ -18,6 +18,7 @@ fn spec(size: usize) -> ClusterSpec {
         replace_stale_data: false,
         recover_lost_quorum: false,
         allow_upgrade_below_floor: false,
+        max_learners: 1,
         bootstrap_settle: None,
     }
 }
@@ -735,6 +736,68 @@ fn joins_as_learner_when_asked_and_waits_for_another_learner() {
     let o = w.decide();
     assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
     assert!(o.reason.contains("one learner at a time"), "{}", o.reason);
+}
+
+#[test]
+fn max_learners_lets_more_learners_join_only_where_every_etcd_reads_it() {
+    // A learner catching up, and `cluster.max_learners = 2`.
+    let world = |cluster: &str, local: &str| {
+        let mut l = member(3);
+        l.is_learner = true;
+        l.peer_urls = vec!["http://10.0.0.99:2380".into()];
+        let mut v = view(vec![member(1), member(2), l]);
+        v.cluster_version = EtcdVersion::parse(cluster);
+        // Members at 3.5.26, the floor of an upgrade to 3.6, or at the cluster's version.
+        v.server_version = EtcdVersion::parse(cluster)
+            .map(|c| c.max(EtcdVersion::new(3, 5, 26)))
+            .or(EtcdVersion::parse("3.6.14"));
+        let mut w = World::new(5, 3).all_answer(v);
+        w.spec.join_as_learner = true;
+        w.spec.remove_dead_members = false;
+        w.spec.max_learners = 2;
+        w.local_etcd = EtcdVersion::parse(local).map(|version| LocalEtcd {
+            binary: "/usr/bin/etcd".into(),
+            version,
+        });
+        w
+    };
+    // 3.6 everywhere: a second learner joins beside the first.
+    assert_eq!(
+        world("3.6.0", "3.6.14").decide().decision,
+        Decision::Act(Action::AddMember {
+            peer_url: purl(0),
+            learner: true
+        })
+    );
+    // Up to 3.5, in a cluster not at 3.6 yet, or with versions unknown: one at a time.
+    for (cluster, local) in [("3.5.0", "3.5.26"), ("3.5.0", "3.6.14"), ("", "3.6.14")] {
+        let o = world(cluster, local).decide();
+        assert_eq!(o.decision, Decision::Wait, "{cluster} {local}");
+        assert!(o.reason.contains("one learner at a time"), "{}", o.reason);
+    }
+    let mut w = world("3.6.0", "3.6.14");
+    w.local_etcd = None;
+    assert_eq!(w.decide().decision, Decision::Wait);
+    // Two learners already: the limit is reached, and the wait says so.
+    let mut w = world("3.6.0", "3.6.14");
+    let mut second = member(4);
+    second.is_learner = true;
+    second.peer_urls = vec!["http://10.0.0.98:2380".into()];
+    let mut v = view(vec![member(1), member(2), member(3), second]);
+    v.members[2].is_learner = true;
+    v.members[2].peer_urls = vec!["http://10.0.0.99:2380".into()];
+    v.cluster_version = EtcdVersion::parse("3.6.0");
+    v.server_version = EtcdVersion::parse("3.6.14");
+    w = w.all_answer(v);
+    let o = w.decide();
+    assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
+    assert!(
+        o.reason.contains(
+            "are still catching up and etcd allows 2 learners at a time (cluster.max_learners)"
+        ),
+        "{}",
+        o.reason
+    );
 }
 
 #[test]

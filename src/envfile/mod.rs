@@ -59,6 +59,16 @@ pub struct EtcdEnv<'a> {
     /// The etcd that will read the file, when its version is known and the initial corruption
     /// check is wanted: the key that turns it on is spelled for that version.
     pub corrupt_check: Option<EtcdVersion>,
+    /// The etcd that will read the file, when its version is known: `cluster.max_learners` is
+    /// written only for an etcd that reads it (3.6 and later).
+    pub etcd: Option<EtcdVersion>,
+}
+
+/// `--max-learners` for the given etcd, when it differs from etcd's default of one: 3.6 gave
+/// the flag its GA name (`server/embed/config.go` at v3.6.14; up to 3.5 there is no such flag,
+/// and 3.7 keeps only this name).
+pub fn max_learners(etcd: Option<EtcdVersion>, wanted: usize) -> Option<usize> {
+    (wanted != 1 && etcd.is_some_and(|v| v.line() >= (3, 6))).then_some(wanted)
 }
 
 /// etcd's initial corruption check, as the given etcd reads it: up to 3.5 an `--experimental-`
@@ -143,6 +153,9 @@ pub fn entries(env: &EtcdEnv<'_>) -> Vec<(&'static str, String)> {
         let (key, value) = corrupt_check_key(etcd);
         out.push((key, value.into()));
     }
+    if let Some(n) = max_learners(env.etcd, env.spec.max_learners) {
+        out.push(("ETCD_MAX_LEARNERS", n.to_string()));
+    }
     out
 }
 
@@ -207,6 +220,7 @@ mod tests {
             replace_stale_data: false,
             recover_lost_quorum: false,
             allow_upgrade_below_floor: false,
+            max_learners: 1,
             bootstrap_settle: None,
         }
     }
@@ -241,6 +255,7 @@ mod tests {
             tls: &tls,
             listen: &[],
             corrupt_check: None,
+            etcd: None,
         })
         .unwrap();
         let expected = "ETCD_NAME=etcd-0
@@ -280,6 +295,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             tls: &tls,
             listen: &[],
             corrupt_check: None,
+            etcd: None,
         };
         let map: std::collections::HashMap<_, _> = entries(&env).into_iter().collect();
         assert_eq!(map["ETCD_LISTEN_PEER_URLS"], "https://0.0.0.0:2380");
@@ -293,6 +309,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         let with_ips = EtcdEnv {
             listen: &resolved,
             corrupt_check: None,
+            etcd: None,
             ..env.clone()
         };
         let map: std::collections::HashMap<_, _> = entries(&with_ips).into_iter().collect();
@@ -338,6 +355,18 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
     }
 
     #[test]
+    fn max_learners_is_written_only_for_an_etcd_that_reads_it_and_only_when_not_the_default() {
+        let v = |s: &str| EtcdVersion::parse(s);
+        assert_eq!(max_learners(v("3.6.14"), 2), Some(2));
+        assert_eq!(max_learners(v("3.7.1"), 3), Some(3));
+        assert_eq!(max_learners(v("3.6.14"), 1), None);
+        // Up to 3.5 etcd has no such flag (and an unknown `ETCD_*` is only warned about); an
+        // etcd that could not be asked gets no key it may not know.
+        assert_eq!(max_learners(v("3.5.26"), 2), None);
+        assert_eq!(max_learners(None, 2), None);
+    }
+
+    #[test]
     fn the_corruption_check_is_spelled_for_the_etcd_that_reads_it() {
         let key = |v: &str| corrupt_check_key(EtcdVersion::parse(v).unwrap());
         for v in ["3.4.23", "3.5.1", "3.5.26"] {
@@ -356,6 +385,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
         let ic = members(&[("etcd-0", "https://[fd00::1]:2380")]);
         let mut spec = spec();
         spec.data_dir = "/var/lib/etcd/x+y@z:1".into();
+        spec.max_learners = 2;
         let tls = EtcdTls::default();
         let env = EtcdEnv {
             name: &name,
@@ -367,6 +397,7 @@ ETCD_PEER_CLIENT_CERT_AUTH=true
             listen: &[],
             // A value with an `=` in it.
             corrupt_check: Some(EtcdVersion::new(3, 6, 14)),
+            etcd: Some(EtcdVersion::new(3, 6, 14)),
         };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("etcd.env");

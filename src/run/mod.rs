@@ -647,6 +647,7 @@ impl Agent {
             corrupt_check: local
                 .filter(|_| self.settings.etcd.initial_corrupt_check && plan.restore.is_none())
                 .map(|l| l.version),
+            etcd: local.map(|l| l.version),
         })
         .map_err(|e| {
             Failure::new(
