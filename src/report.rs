@@ -326,5 +326,8 @@ fn action_words(a: &Action) -> String {
             )
         }
         Action::MoveDataAside => "move the stale data dir aside".into(),
+        Action::UndoRecoveryStart => {
+            "put back the data dir as it was before an unfinished recovery start (from its copy; what that start left is kept as <data_dir>.failed-recovery-<unix time>)".into()
+        }
     }
 }

@@ -573,6 +573,9 @@ impl World {
                 version,
             }),
             backups,
+            // The modelled recovery start always serves (a failed one is tested on real etcd,
+            // tests/recovery.rs).
+            unfinished_recovery: None,
         })
     }
 

@@ -3,7 +3,9 @@
 //! start with `--force-new-cluster` has served. Found at the start of a later run, it says that
 //! start never finished: it may have written its forced membership changes into the log and
 //! then failed (an etcd that cannot open the data does exactly that: issue #22), and the data
-//! dir must not be started as it is. The run then puts the copy back first.
+//! dir must not be started as it is. Every look reads it (`decide::UnfinishedRecovery`), and the
+//! decision core puts the copy back before anything else (`decide::recovery::unfinished`), so
+//! `plan` shows that step too.
 
 use std::path::{Path, PathBuf};
 

@@ -280,6 +280,20 @@ pub struct Facts<'a> {
     pub local_etcd: Option<&'a LocalEtcd>,
     /// The backup store, when `[backup]` is configured.
     pub backups: Option<&'a Backups>,
+    /// An earlier run's lost-quorum recovery start that never finished.
+    pub unfinished_recovery: Option<&'a UnfinishedRecovery>,
+}
+
+/// What an earlier run's recovery start that never finished left (`datadir::recovery_mark`):
+/// the copy of the data dir it made before it, and what that copy holds. That start may have
+/// written forced membership changes into the data dir's log and then failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnfinishedRecovery {
+    pub copy: std::path::PathBuf,
+    /// The copy holds a member dir: it can be put back.
+    pub copy_present: bool,
+    /// What the copy's log says: the data dir once it is back.
+    pub copy_wal: Option<crate::datadir::WalInfo>,
 }
 
 /// The etcd binary this machine starts (`etcd.binary`) and the version it reports.

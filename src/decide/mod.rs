@@ -38,7 +38,7 @@ pub use crate::datadir::DataDir;
 pub use cluster::{dead_ids, dead_members};
 pub use facts::{
     Backups, BootstrapMember, ClusterView, EtcdMember, EtcdVersion, Facts, LocalEtcd, PeerAnswer,
-    Probe, RestoreRef, SnapshotRef, StoreLook, Vouch, VouchedData,
+    Probe, RestoreRef, SnapshotRef, StoreLook, UnfinishedRecovery, Vouch, VouchedData,
 };
 pub use prune::{Prune, prune};
 pub use session::{Observation, SETTLE_MARGIN, Session, SourceUsed};
@@ -105,6 +105,9 @@ pub enum Action {
     MoveDataAside,
     /// Copy the data dir to `<data_dir>.before-recovery-<unix time>` before recovering from it.
     CopyDataAside,
+    /// Put back the copy an earlier run's recovery start that never finished made, renaming the
+    /// data dir as that start left it to `<data_dir>.failed-recovery-<unix time>`.
+    UndoRecoveryStart,
 }
 
 /// How etcd must start.
@@ -180,6 +183,11 @@ pub fn quorum(members: usize) -> usize {
 }
 
 pub fn decide(f: &Facts<'_>) -> Outcome {
+    // Before anything reads the data dir as evidence: it may hold a failed recovery's changes.
+    // (Not this run's own recovery, under way since it copied the data dir.)
+    if let Some(u) = f.unfinished_recovery.filter(|_| !f.data_copied) {
+        return recovery::unfinished(f, u);
+    }
     let Some(me) = f.me else {
         return wait(format!(
             "this machine is not among the {} discovered members ({}); expecting {}",

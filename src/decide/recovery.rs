@@ -13,7 +13,7 @@
 
 use std::cmp::Reverse;
 
-use super::facts::{Facts, PeerAnswer, StoreLook, Vouch, VouchedData};
+use super::facts::{Facts, PeerAnswer, StoreLook, UnfinishedRecovery, Vouch, VouchedData};
 use super::{
     Action, Decision, Outcome, Row, StartPlan, described, discovered_cluster, outcome, owner_of,
     peer_url, quorum, wait,
@@ -21,6 +21,33 @@ use super::{
 use crate::datadir::{WalInfo, WalMember};
 use crate::envfile::ClusterState;
 use crate::member::Candidate;
+
+/// An earlier run's recovery start did not finish: it may have written its forced membership
+/// changes into the log and then failed (an etcd that cannot open the data does exactly that,
+/// issue #22). The data dir is never started, copied, or vouched for as that start left it: the
+/// copy from before goes back first, and the run decides again on it; without the copy, nothing
+/// is done.
+pub fn unfinished(f: &Facts<'_>, u: &UnfinishedRecovery) -> Outcome {
+    let dir = f.spec.data_dir.display();
+    if u.copy_present {
+        return outcome(
+            Row::Recover,
+            Decision::Act(Action::UndoRecoveryStart),
+            format!(
+                "an earlier run's recovery start with --force-new-cluster did not finish: {dir} may hold the membership changes it forced; putting back the copy from before it ({}) before deciding anything",
+                u.copy.display()
+            ),
+        );
+    }
+    outcome(
+        Row::Recover,
+        Decision::Refuse,
+        format!(
+            "an earlier run's recovery start with --force-new-cluster did not finish, and the copy it made ({}) is not there: {dir} may hold the membership changes it forced; refusing to start it. Put the data dir as it was before back by hand (docs/recovery.md), then remove {dir}.recovery-started",
+            u.copy.display()
+        ),
+    )
+}
 
 pub fn decide_with_data(f: &Facts<'_>, me: &Candidate) -> Outcome {
     let Some(lost) = lost_quorum(f) else {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{
     Action, Backups, DataDir, Decision, EtcdMember, Facts, LocalEtcd, Outcome, PeerAnswer, Probe,
-    Prune, Row, Vouch, VouchedData, bootstrap_set, dead_ids, decide, prune,
+    Prune, Row, UnfinishedRecovery, Vouch, VouchedData, bootstrap_set, dead_ids, decide, prune,
 };
 use crate::config::ClusterSpec;
 use crate::datadir::WalInfo;
@@ -54,6 +54,8 @@ pub struct Observation {
     pub local_etcd: Option<LocalEtcd>,
     /// The backup store and what it holds, when `[backup]` is configured.
     pub backups: Option<Backups>,
+    /// An earlier run's recovery start that never finished.
+    pub unfinished_recovery: Option<UnfinishedRecovery>,
 }
 
 /// What one run remembers between looks. `now` is any clock that only moves forward (the run
@@ -117,6 +119,11 @@ impl Session {
         let result = rule(&facts);
         self.dead_before = dead_now;
         result
+    }
+
+    /// This run copied the data dir aside for a lost-quorum recovery (and marked it so).
+    pub fn copied_data(&self) -> bool {
+        self.data_copied
     }
 
     /// Records that `action`, which `outcome` asked for, was carried out.
@@ -187,6 +194,7 @@ impl Session {
             data_copied: self.data_copied,
             local_etcd: obs.local_etcd.as_ref(),
             backups: obs.backups.as_ref(),
+            unfinished_recovery: obs.unfinished_recovery.as_ref(),
         }
     }
 
@@ -357,13 +365,19 @@ fn apply(obs: &mut Observation, action: &Action) {
                     client_urls: vec![],
                     is_learner: *learner,
                 }),
-                Action::MoveDataAside | Action::CopyDataAside => {}
+                Action::MoveDataAside | Action::CopyDataAside | Action::UndoRecoveryStart => {}
             }
         }
     }
     if *action == Action::MoveDataAside {
         obs.data = DataDir::Empty;
         obs.wal = None;
+    }
+    if *action == Action::UndoRecoveryStart
+        && let Some(u) = obs.unfinished_recovery.take()
+    {
+        obs.data = DataDir::HasMember;
+        obs.wal = u.copy_wal;
     }
 }
 

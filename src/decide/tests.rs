@@ -77,6 +77,7 @@ struct World {
     data_copied: bool,
     local_etcd: Option<LocalEtcd>,
     backups: Option<Backups>,
+    unfinished: Option<UnfinishedRecovery>,
 }
 
 /// What machine `i`'s agent says when its data dir is empty and it has discovered `n` machines
@@ -131,6 +132,7 @@ impl World {
             local_etcd: None,
             data_copied: false,
             backups: None,
+            unfinished: None,
         }
     }
     fn answer(mut self, i: usize, a: PeerAnswer) -> Self {
@@ -177,6 +179,7 @@ impl World {
             undiscovered_alive: self.alive.clone(),
             local_etcd: self.local_etcd.clone(),
             backups: self.backups.clone(),
+            unfinished_recovery: self.unfinished.clone(),
         }
     }
     fn facts(&self) -> Facts<'_> {
@@ -200,6 +203,7 @@ impl World {
             data_copied: self.data_copied,
             local_etcd: self.local_etcd.as_ref(),
             backups: self.backups.as_ref(),
+            unfinished_recovery: self.unfinished.as_ref(),
         }
     }
 }

@@ -153,6 +153,15 @@ impl Agent {
             .await;
         add_elapsed(&self.spent_probing, probing_started);
         let backups = self.look_at_backups(&probes, data.dir).await;
+        let unfinished_recovery =
+            datadir::recovery_mark::unfinished(&self.settings.cluster.data_dir).map(|copy| {
+                let member = copy.join("member");
+                decide::UnfinishedRecovery {
+                    copy_present: member.is_dir(),
+                    copy_wal: datadir::read_member(&member),
+                    copy,
+                }
+            });
         Ok(Observation {
             source,
             candidates,
@@ -163,6 +172,7 @@ impl Agent {
             undiscovered_alive,
             local_etcd,
             backups,
+            unfinished_recovery,
         })
     }
 
@@ -343,9 +353,6 @@ impl Agent {
         if let Some(me) = obs.me.map(|i| &obs.candidates[i]) {
             checked.passed.extend(preflight::names(&self.settings, me)?);
         }
-        if let Some(copy) = datadir::recovery_mark::unfinished(&self.settings.cluster.data_dir) {
-            checked.warnings.push(unfinished_recovery(&copy));
-        }
         Ok(Plan {
             obs,
             steps,
@@ -364,16 +371,6 @@ impl Agent {
         }
         for line in &checked.warnings {
             tracing::warn!("{line}");
-        }
-        // Before anything reads the data dir: a recovery start that never finished may have
-        // left forced changes in it.
-        let data_dir = &self.settings.cluster.data_dir;
-        if dry_run {
-            if let Some(copy) = datadir::recovery_mark::unfinished(data_dir) {
-                tracing::warn!("{}", unfinished_recovery(&copy));
-            }
-        } else if let Some(said) = datadir::recovery_mark::undo_unfinished(data_dir)? {
-            tracing::warn!("{said}");
         }
         // A dry run never vouches: peers would bootstrap on the word of a node that then does
         // not start.
@@ -443,6 +440,12 @@ impl Agent {
                                     &self.etcd,
                                 )
                                 .await?;
+                                datadir::recovery_mark::finish(&self.settings.cluster.data_dir);
+                            } else if session.copied_data() && !dry_run {
+                                // Copied, then a member came back and nothing was forced: the
+                                // data dir etcd.service now starts is the cluster's, and a
+                                // later run must not take it for a failed recovery's and put the
+                                // older copy back over it. The copy stays, as a copy.
                                 datadir::recovery_mark::finish(&self.settings.cluster.data_dir);
                             }
                             if !dry_run {
@@ -685,6 +688,14 @@ impl Agent {
                 );
                 return Ok(None);
             }
+            Action::UndoRecoveryStart => {
+                if let Some(said) =
+                    datadir::recovery_mark::undo_unfinished(data_dir).map_err(|e| e.message)?
+                {
+                    tracing::warn!("{said}");
+                }
+                return Ok(None);
+            }
             _ => {}
         }
         let spec = &self.settings.cluster;
@@ -718,7 +729,9 @@ impl Agent {
                     r.map(|(_, after)| Some(after))
                         .or_else(|e| already(e, "Peer URLs already exists").map(|()| None))
                 }
-                Action::MoveDataAside | Action::CopyDataAside => unreachable!("done above"),
+                Action::MoveDataAside | Action::CopyDataAside | Action::UndoRecoveryStart => {
+                    unreachable!("done above")
+                }
             };
             match result {
                 Ok(after) => return Ok(after),
@@ -754,12 +767,4 @@ fn already(e: CallError, message: &str) -> Result<(), CallError> {
         Some(m) if m.contains(message) => Ok(()),
         _ => Err(e),
     }
-}
-
-/// What `plan` and a dry run say of an unfinished recovery, which a run undoes first.
-fn unfinished_recovery(copy: &std::path::Path) -> String {
-    format!(
-        "an earlier run's recovery start with --force-new-cluster did not finish: a run first puts the data dir back from {} (this plan shows the data dir as that start left it)",
-        copy.display()
-    )
 }

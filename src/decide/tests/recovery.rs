@@ -364,3 +364,72 @@ fn the_recovery_starts_only_with_an_etcd_that_can_open_the_data() {
         );
     }
 }
+
+/// What an earlier run's recovery start that failed left: the copy from before it, holding
+/// `survivor_data`; the data dir itself as that start left it (a cluster of one).
+fn after_a_failed_recovery_start(copy_present: bool) -> World {
+    let mut w = two_of_three_gone_on();
+    let copy = w.wal.clone();
+    // The forced start rewrote the membership: only this member is left in the log.
+    w.wal.as_mut().unwrap().members.truncate(1);
+    w.unfinished = Some(UnfinishedRecovery {
+        copy: "/var/lib/etcd.before-recovery-1700000000".into(),
+        copy_present,
+        copy_wal: copy.filter(|_| copy_present),
+    });
+    w
+}
+
+#[test]
+fn after_a_recovery_start_that_failed_the_copy_goes_back_before_anything_else() {
+    let w = after_a_failed_recovery_start(true);
+    let o = w.decide();
+    assert_eq!(
+        (o.row, &o.decision),
+        (Row::Recover, &Decision::Act(Action::UndoRecoveryStart))
+    );
+    assert_eq!(
+        o.reason,
+        "an earlier run's recovery start with --force-new-cluster did not finish: /var/lib/etcd may hold the membership changes it forced; putting back the copy from before it (/var/lib/etcd.before-recovery-1700000000) before deciding anything"
+    );
+    // First, whatever else the world says: a cluster answering, or this machine unidentified.
+    let mut answering = after_a_failed_recovery_start(true);
+    answering = answering.all_answer(view(vec![member(0), member(1), member(2)]));
+    assert_eq!(
+        answering.decide().decision,
+        Decision::Act(Action::UndoRecoveryStart)
+    );
+    let mut unknown = after_a_failed_recovery_start(true);
+    unknown.me = None;
+    assert_eq!(
+        unknown.decide().decision,
+        Decision::Act(Action::UndoRecoveryStart)
+    );
+    // `plan` shows the step, then decides on the copy's data: the recovery again, from its
+    // start (the altered log alone would read as a cluster of one and restart).
+    let (steps, last) = w.preview();
+    assert_eq!(steps[0].0, Action::UndoRecoveryStart);
+    assert_eq!(steps[1].0, Action::CopyDataAside);
+    assert!(start(&last).force_new_cluster);
+    // This run's own recovery, under way since it copied the data dir (and marked it so), is
+    // not an earlier one's.
+    let mut own = after_a_failed_recovery_start(true);
+    own.wal = own.unfinished.as_ref().unwrap().copy_wal.clone();
+    own.data_copied = true;
+    assert!(start(&own.decide()).force_new_cluster);
+}
+
+#[test]
+fn without_its_copy_a_data_dir_a_recovery_start_left_is_never_started() {
+    let o = after_a_failed_recovery_start(false).decide();
+    assert_eq!((o.row, &o.decision), (Row::Recover, &Decision::Refuse));
+    assert!(
+        o.reason.contains(
+            "and the copy it made (/var/lib/etcd.before-recovery-1700000000) is not there"
+        ) && o
+            .reason
+            .contains("then remove /var/lib/etcd.recovery-started"),
+        "{}",
+        o.reason
+    );
+}
