@@ -47,22 +47,14 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
             let dir = lab.scratch(&format!("formation-{n}-{round}"));
             lab.mock.take();
             // Alternate which goes first, so neither always follows a teardown.
-            let order = if round % 2 == 0 {
-                [true, false]
-            } else {
-                [false, true]
-            };
+            let order = crate::measure::alternating(round);
             for with_agent in order {
                 let sub = dir.join(if with_agent { "agent" } else { "hand" });
                 if with_agent {
                     let (healthy, agents) = form_with_agents(lab, &machines, &tag, &sub)?;
                     agent_times.push(healthy);
                     agents_done.push(agents);
-                    let c = lab.mock.take();
-                    if c.metadata != c.pages || c.pages < n as u64 || c.throttled + c.refused != 0 {
-                        return Err(format!("{n} agents asked {c:?}"));
-                    }
-                    requests = format!("{} + {}", c.metadata, c.pages);
+                    requests = requests_of(lab, n)?;
                 } else {
                     hand_times.push(form_by_hand(&machines, &sub)?);
                 }
@@ -106,6 +98,16 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
+/// What `n` agents asked the mock since the last count ("metadata + API pages"), checked to be
+/// one metadata request and at least one page each, nothing throttled or refused.
+pub fn requests_of(lab: &Lab, n: usize) -> Result<String, String> {
+    let c = lab.mock.take();
+    if c.metadata != c.pages || c.pages < n as u64 || c.throttled + c.refused != 0 {
+        return Err(format!("{n} agents asked {c:?}"));
+    }
+    Ok(format!("{} + {}", c.metadata, c.pages))
+}
+
 /// The time to a healthy cluster, and the time until the last agent exited.
 fn form_with_agents(
     lab: &Lab,
@@ -113,22 +115,27 @@ fn form_with_agents(
     tag: &str,
     dir: &Path,
 ) -> Result<(Duration, Duration), String> {
-    let n = machines.len();
-    let cmds: Vec<_> = machines
+    let cmds = agent_cmds(lab, machines, tag, dir);
+    start_then_healthy(&cmds, machines, dir).map(|(healthy, done, _)| (healthy, done))
+}
+
+/// `etcd-bootstrap run` for each machine (DigitalOcean mock, `tag`, shipped defaults), each
+/// with its own dir `dir/m{i}`.
+pub fn agent_cmds(lab: &Lab, machines: &[Machine], tag: &str, dir: &Path) -> Vec<Cmd> {
+    machines
         .iter()
         .enumerate()
         .map(|(i, me)| {
             let setup = AgentSetup {
                 api: Api::DigitalOcean { tag },
                 me,
-                size: n,
+                size: machines.len(),
                 settle: None,
                 dir: &dir.join(format!("m{i}")),
             };
             lab.agent_cmd(&format!("agent {i}"), &setup, &["run"])
         })
-        .collect();
-    start_then_healthy(&cmds, machines, dir).map(|(healthy, done, _)| (healthy, done))
+        .collect()
 }
 
 /// Starts machine i's command `cmds[i]` (all together, in `dir/m{i}`) and each machine's etcd
@@ -262,6 +269,13 @@ pub fn hand_written(machines: &[Machine], me: &Machine, dir: &Path) -> String {
 pub struct Etcds(Vec<Child>);
 
 impl Etcds {
+    /// Kills the `i`th etcd started (a machine that loses power), and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        let mut c = self.0.remove(i);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     pub fn start(&mut self, env: &[(String, String)], dir: &Path) -> Result<(), String> {
         let child = Command::new(etcd_bin())
             .env_clear()

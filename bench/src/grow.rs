@@ -281,7 +281,7 @@ fn b64(s: &str) -> String {
 }
 
 /// The cluster lists `n` members, every one started and none a learner.
-fn all_vote(ip: Ipv4Addr, n: usize) -> bool {
+pub fn all_vote(ip: Ipv4Addr, n: usize) -> bool {
     let Ok(out) = post(ip, "/v3/cluster/member/list", "{}") else {
         return false;
     };

@@ -5,6 +5,7 @@
 //! and count right; no figure of it is judged.
 
 mod budget;
+mod events;
 mod fleet;
 mod footprint;
 mod formation;
@@ -53,7 +54,7 @@ fn args() -> Result<Args, String> {
             "--only" => a.only = Some(it.next().ok_or("--only needs a benchmark name")?),
             _ => {
                 return Err(format!(
-                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget|grow|snapshot] [--hold]"
+                    "unknown argument {arg}; usage: etcd-bootstrap-bench [--smoke] [--agent PATH] [--out FILE] [--only latency|scale|formation|budget|grow|snapshot|events] [--hold]"
                 ));
             }
         }
@@ -139,6 +140,7 @@ fn real_main() -> Result<(), String> {
     step("budget", &mut |r| budget::run(&lab, r))?;
     step("grow", &mut |r| grow::run(&lab, r))?;
     step("snapshot", &mut |r| snapshot::run(&lab, r))?;
+    step("events", &mut |r| events::run(&lab, r))?;
     if args.only.is_none() {
         footprint::run(&lab, latency_rss, scale_rss, &mut report)?;
     }

@@ -193,6 +193,16 @@ pub fn walls(samples: &[Sample]) -> Stats {
     stats(&samples.iter().map(|s| s.wall).collect::<Vec<_>>())
 }
 
+/// Which of two contenders goes first in `round`: the first in even rounds, the second in odd
+/// ones, so neither always follows a teardown.
+pub fn alternating(round: usize) -> [bool; 2] {
+    if round.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
