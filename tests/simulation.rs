@@ -5,7 +5,9 @@
 //! Seeded, no sockets, no sleeps. N ∈ {1, 3, 5, 7} machines (plus, in some seeds, extra machines
 //! carrying the tag) boot at random times. Each discovery poll sees an eventually consistent view:
 //! machines appear late, addresses arrive late, a listing can miss a machine, and a terminated
-//! machine stays listed for a while. Probing a peer answers "refused", "timeout", "forming", a
+//! machine stays listed for a while. As the run asks its peers again between two listings, about
+//! a third of an agent's looks reuse its previous listing (same number, same machines) with fresh
+//! probes: what needs two looks must still need two listings. Probing a peer answers "refused", "timeout", "forming", a
 //! member list, or, while the peer's agent waits, its vouch (its data and the set it would
 //! bootstrap), according to the simulated state; partitions hide a machine from some agents.
 //! etcd is modelled as far as the decision depends on it: bootstrap by identical initial cluster,
@@ -128,6 +130,9 @@ struct Machine {
     /// What its waiting agent answers on the peer port (set while it waits, gone when the
     /// agent ends or the machine goes down).
     vouch: Option<Vouch>,
+    /// The listing its agent's run last made (number, machines): a look while it waits may ask
+    /// only the peers again and decide on that listing, as the run does between two listings.
+    last_listing: Option<(u64, Vec<Candidate>)>,
     /// A terminated machine stays listed until then (listings lag).
     unlisted_from: u64,
     /// The raft index its data dir's log reached.
@@ -184,6 +189,8 @@ struct World {
     chaos: bool,
     /// (observer, hidden machine, until): a partition between two machines.
     hidden: Vec<(usize, usize, u64)>,
+    /// Listings made so far, by every agent: each listing's number.
+    listings: u64,
     spec: ClusterSpec,
     machines: Vec<Machine>,
     clusters: BTreeMap<u64, Cluster>,
@@ -250,6 +257,7 @@ impl World {
             rng,
             chaos: true,
             hidden: Vec::new(),
+            listings: 0,
             spec,
             machines: Vec::new(),
             clusters: BTreeMap::new(),
@@ -328,6 +336,7 @@ impl World {
             disk: None,
             etcd: Etcd::Stopped,
             vouch: None,
+            last_listing: None,
             unlisted_from: u64::MAX,
             index: 0,
             members_seen: Vec::new(),
@@ -452,8 +461,16 @@ impl World {
     /// One look of machine `i` at the world, as its agent's probes and listing would see it:
     /// the world only (listing, probes, its data dir, who answers); what the agent makes of it
     /// is the real `Session`'s.
-    fn look(&mut self, i: usize, now: u64) -> Option<Observation> {
-        let listing = self.listing(now)?;
+    fn look(&mut self, i: usize, now: u64, may_reuse: bool) -> Option<Observation> {
+        let (number, listing) = match self.machines[i].last_listing.clone() {
+            Some(last) if may_reuse && self.chaos && self.rng.chance(30) => last,
+            _ => {
+                let listing = self.listing(now)?;
+                self.listings += 1;
+                (self.listings, listing)
+            }
+        };
+        self.machines[i].last_listing = Some((number, listing.clone()));
         let me = listing
             .iter()
             .position(|c| c.id == self.machines[i].cand.id);
@@ -563,6 +580,7 @@ impl World {
                 fallback_because: None,
             },
             candidates: listing,
+            listing: number,
             me,
             data,
             wal,
@@ -690,8 +708,9 @@ impl World {
         let mut session = std::mem::take(session);
         let now = self.now;
         let at = Duration::from_secs(now);
-        for _ in 0..6 {
-            let Some(obs) = self.look(i, now) else {
+        for step in 0..6 {
+            // A run that waits asks its peers again between two listings, on the listing it has.
+            let Some(obs) = self.look(i, now, step == 0) else {
                 break;
             };
             // The property `plan` rests on: what it shows from this state is what the run
@@ -792,10 +811,15 @@ impl World {
                     session.carried_out(action, &out);
                     ran.push(action.clone());
                     obs = world.asked_again(i, &obs);
+                    // The run lists again after a step, except after an addition.
+                    if !matches!(action, Action::AddMember { .. }) {
+                        obs.listing += 1;
+                    }
                     looked_again = false;
                 }
                 Decision::Wait if !looked_again => {
                     looked_again = true;
+                    obs.listing += 1;
                     at += out
                         .ends_in
                         .map_or(Duration::from_secs(1), |d| d + decide::SETTLE_MARGIN);
@@ -902,6 +926,7 @@ impl World {
     fn forget(&mut self, i: usize) {
         let m = &mut self.machines[i];
         m.vouch = None;
+        m.last_listing = None;
         m.added_to = None;
     }
 

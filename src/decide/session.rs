@@ -50,6 +50,11 @@ pub struct Observation {
     pub probes: Vec<Probe>,
     /// Members no discovered machine owns that answered on their own client URL.
     pub undiscovered_alive: Vec<u64>,
+    /// Which listing `candidates` came from: looks that only asked the peers again (the run's
+    /// short-cadence re-asks between two listings) share their listing's number. What a look
+    /// confirms (a dead member, an agreed set) it confirms only from an earlier *listing*: one
+    /// listing that misses a machine must never count twice.
+    pub listing: u64,
     /// The etcd this machine would start, when it could be asked (`etcd --version`).
     pub local_etcd: Option<LocalEtcd>,
     /// The backup store and what it holds, when `[backup]` is configured.
@@ -73,8 +78,12 @@ pub struct Session {
     pub(super) started: Option<Duration>,
     /// When each peer was last listed.
     pub(super) last_listed: HashMap<String, Duration>,
-    /// Members that looked dead at the previous look.
+    /// Members that looked dead at the previous listing.
     pub(super) dead_before: Vec<u64>,
+    /// Members that look dead at every look of the current listing so far.
+    pub(super) dead_this_listing: Vec<u64>,
+    /// The listing of the latest look.
+    pub(super) listing: Option<u64>,
     /// The last vouch of each peer still at the address it vouched from.
     pub(super) vouched: Vec<(MemberName, Vouch)>,
     /// The last vouch of each peer in this run, by peer (name and address).
@@ -83,8 +92,10 @@ pub struct Session {
     pub(super) ever_listed: HashMap<String, Candidate>,
     /// Of those, the ones missing now that never vouched an empty data dir.
     pub(super) unsettled: Vec<Candidate>,
-    /// The set every other member agreed to at the previous look (`Outcome::agreed`).
+    /// The set every other member agreed to at the previous listing (`Outcome::agreed`).
     pub(super) agreed: Option<Vec<(MemberName, String)>>,
+    /// The set agreed at every look of the current listing so far.
+    pub(super) agreed_this_listing: Option<Vec<(MemberName, String)>>,
     /// The discovery source the looks so far listed from.
     pub(super) source: Option<&'static str>,
     /// This run copied the data dir aside for a lost-quorum recovery.
@@ -94,8 +105,14 @@ pub struct Session {
 impl Session {
     /// Takes in one look, made at `now`, and decides on it: what the run does next.
     pub fn decide(&mut self, spec: &ClusterSpec, obs: &Observation, now: Duration) -> Outcome {
+        let fresh = self.listing != Some(obs.listing);
         let outcome = self.look(spec, obs, now, decide);
-        self.agreed = outcome.agreed.clone();
+        // Within one listing, only what every look of it agreed on.
+        self.agreed_this_listing = if fresh || self.agreed_this_listing == outcome.agreed {
+            outcome.agreed.clone()
+        } else {
+            None
+        };
         outcome
     }
 
@@ -114,10 +131,23 @@ impl Session {
         rule: fn(&Facts<'_>) -> T,
     ) -> T {
         self.observe(obs, now);
+        // A new listing: what the previous one saw becomes what this one confirms. (The first
+        // look of a run confirms what the session was given, nothing in a run.)
+        let fresh = self.listing != Some(obs.listing);
+        if fresh && self.listing.is_some() {
+            self.dead_before = std::mem::take(&mut self.dead_this_listing);
+            self.agreed = self.agreed_this_listing.take();
+        }
+        self.listing = Some(obs.listing);
         let facts = self.facts(spec, obs, now);
         let dead_now = dead_ids(&facts);
         let result = rule(&facts);
-        self.dead_before = dead_now;
+        // Within one listing, dead only while every look of it says so.
+        if fresh {
+            self.dead_this_listing = dead_now;
+        } else {
+            self.dead_this_listing.retain(|id| dead_now.contains(id));
+        }
         result
     }
 
@@ -159,10 +189,16 @@ impl Session {
                     apply(&mut obs, action);
                     steps.push((action.clone(), out.reason.clone()));
                     looked_again = false;
+                    // As the run: a new listing after a step, except after an addition, whose
+                    // answer (the new member list) is decided on at once.
+                    if !matches!(action, Action::AddMember { .. }) {
+                        obs.listing = obs.listing.wrapping_add(1);
+                    }
                 }
                 Decision::Wait if !looked_again => {
                     looked_again = true;
                     now += out.ends_in.map_or(NEXT_LOOK, |d| d + SETTLE_MARGIN);
+                    obs.listing = obs.listing.wrapping_add(1);
                 }
                 _ => return (steps, out),
             }

@@ -177,6 +177,7 @@ impl World {
             wal: self.wal.clone(),
             probes: self.probes.clone(),
             undiscovered_alive: self.alive.clone(),
+            listing: 0,
             local_etcd: self.local_etcd.clone(),
             backups: self.backups.clone(),
             unfinished_recovery: self.unfinished.clone(),
@@ -826,6 +827,49 @@ fn a_replacement_removes_one_dead_member_then_joins() {
 }
 
 #[test]
+fn gone_at_two_looks_means_two_listings_never_the_peers_asked_twice_on_one() {
+    let secs = std::time::Duration::from_secs;
+    let w = World::new(3, 3).all_answer(view(vec![member(1), member(2), member(3)]));
+    let first = w.observation();
+    let mut session = Session::default();
+    let o = session.decide(&w.spec, &first, secs(0));
+    assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
+    assert!(
+        o.reason.contains("confirming at the next look"),
+        "{}",
+        o.reason
+    );
+    // The run asks the peers again between two listings: however often, on one listing the
+    // member is never confirmed gone.
+    for t in 1..5 {
+        assert_eq!(
+            session.decide(&w.spec, &first, secs(t)).decision,
+            Decision::Wait
+        );
+    }
+    // The next listing confirms it.
+    let second = Observation {
+        listing: 1,
+        ..first.clone()
+    };
+    assert!(matches!(
+        session.clone().decide(&w.spec, &second, secs(6)).decision,
+        Decision::Act(Action::RemoveMember { id: 103, .. })
+    ));
+    // Unless it answered at any ask of the first listing: then that listing never saw it gone.
+    let mut session = Session::default();
+    session.decide(&w.spec, &first, secs(0));
+    let answered = Observation {
+        undiscovered_alive: vec![103],
+        ..first.clone()
+    };
+    session.decide(&w.spec, &answered, secs(1));
+    session.decide(&w.spec, &first, secs(2));
+    let o = session.decide(&w.spec, &second, secs(6));
+    assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
+}
+
+#[test]
 fn a_member_missing_from_the_listing_but_answering_is_not_dead() {
     let mut w = World::new(3, 3).all_answer(view(vec![member(1), member(2), member(3)]));
     w.alive = vec![103];
@@ -1131,8 +1175,15 @@ fn regression_plan_shows_what_the_run_does_with_an_old_self_and_a_dead_member() 
     let mut world = w;
     let mut ran = Vec::new();
     let mut now = std::time::Duration::ZERO;
+    let mut listing = 0;
     let last = loop {
-        let out = session.decide(&world.spec, &world.observation(), now);
+        // Each look a listing of its own, as the run lists again before each look here.
+        let obs = Observation {
+            listing,
+            ..world.observation()
+        };
+        listing += 1;
+        let out = session.decide(&world.spec, &obs, now);
         now += std::time::Duration::from_secs(1);
         match &out.decision {
             Decision::Act(action) => {
