@@ -33,11 +33,21 @@ mod voucher_slot;
 
 use voucher_slot::VoucherSlot;
 
-/// How often a node ready to bootstrap asks its peers again while it waits for their word: often
-/// at first, when machines booting together arrive, then every half second.
+/// How often a waiting node asks its peers again between two listings, for what it awaits of
+/// them or of etcd (a vouch, a learner's promotion, a member's start, a leader): often at
+/// first, when machines booting together arrive, then every half second. The listing itself
+/// keeps its backoff (`discovery.interval` doubling to `discovery.max_interval`): a cloud API
+/// has a rate limit, the peers on the cluster's network do not.
 const PEER_LOOK_FAST: Duration = Duration::from_millis(50);
 const PEER_LOOK: Duration = Duration::from_millis(500);
 const FAST_FOR: Duration = Duration::from_secs(5);
+/// How soon a step etcd refused for now ("unhealthy cluster" while it counts a new quorum,
+/// too many learners, not enough started members) is tried again, on the same listing, for
+/// `FAST_FOR` after the first refusal; then at the listing's own pace.
+const STEP_RETRY: Duration = Duration::from_millis(100);
+/// Listings longer than this are not re-asked between listings (a selector that matches
+/// thousands of machines would be thousands of requests each time).
+const WATCH_MAX: usize = 16;
 
 /// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
 const QUICK_PROBE: Duration = Duration::from_millis(100);
@@ -54,6 +64,8 @@ pub struct Agent {
     /// Time spent listing and asking peers so far, for the outcome record.
     spent_listing: Cell<Duration>,
     spent_probing: Cell<Duration>,
+    /// How many listings this run made: each look's `Observation::listing`.
+    listings: Cell<u64>,
     /// This machine's etcd, once asked (`None` inside: it could not be told).
     local_etcd: OnceCell<Option<LocalEtcd>>,
     /// Where etcd is, as the preflight found it (`preflight::etcd_binary`).
@@ -103,6 +115,7 @@ impl Agent {
             local,
             addresses,
             spent_listing: Cell::default(),
+            listings: Cell::default(),
             spent_probing: Cell::default(),
             local_etcd: OnceCell::new(),
             etcd_binary: OnceCell::new(),
@@ -120,6 +133,7 @@ impl Agent {
         // This machine's etcd is asked while the provider lists (once a run: it is cached).
         let (listed, local_etcd) = tokio::join!(self.provider.list(), self.local_etcd());
         add_elapsed(&self.spent_listing, listing_started);
+        self.listings.set(self.listings.get() + 1);
         let (listing, source) = listed?;
         let candidates = discovery::validate(listing.candidates)?;
         let me = discovery::identify(
@@ -170,6 +184,7 @@ impl Agent {
             wal: data.wal,
             probes,
             undiscovered_alive,
+            listing: self.listings.get(),
             local_etcd,
             backups,
             unfinished_recovery,
@@ -390,11 +405,17 @@ impl Agent {
         let mut session = Session::default();
         let mut last_reason = String::new();
         let mut peer_look: Option<Observation> = None;
+        // When the next listing is due, and since when etcd has refused a step for now.
+        let mut list_due: Option<Instant> = None;
+        let mut refused_since: Option<Instant> = None;
         // While a fallback source is in use, STATUS= says so beside what is awaited.
         let mut via_fallback = String::new();
         loop {
             let mut settle_left = None;
-            // Ready to bootstrap and waiting on the peers' word: what they said last.
+            // A step etcd refused for now: tried again soon, on the same listing.
+            let mut retry: Option<Observation> = None;
+            let fresh = peer_look.is_none();
+            // Waiting on the peers or etcd: what they said last, to ask them again.
             let mut watch: Option<Observation> = None;
             let looked = match peer_look.take() {
                 // The peers said something new: decide on it with the same listing.
@@ -479,6 +500,7 @@ impl Agent {
                                 Ok(after) => {
                                     session.carried_out(action, &outcome);
                                     backoff.reset();
+                                    refused_since = None;
                                     // The membership the addition answered with: decide on it
                                     // at once. Adding a second voter to a cluster of one leaves
                                     // it without a quorum until this node starts, and etcd 3.5
@@ -489,7 +511,10 @@ impl Agent {
                                     }
                                     continue;
                                 }
-                                Err(e) => (format!("{e}; will retry"), Kind::Unavailable),
+                                Err(e) => {
+                                    retry = Some(obs.clone());
+                                    (format!("{e}; will retry"), Kind::Unavailable)
+                                }
                             }
                         }
                         Decision::Act(_) => {
@@ -503,14 +528,15 @@ impl Agent {
                             // that has decided lets its etcd have the peer port at once.
                             let vouch =
                                 session.vouch(&self.settings.cluster, &obs, &outcome.reason);
-                            let ready = vouch.as_ref().is_some_and(|v| v.bootstrap.is_some());
                             if let Some(v) = vouch {
                                 let me = &obs.candidates
                                     [obs.me.expect("a vouch implies this node is known")];
                                 voucher.offer(self, me, &v).await;
                             }
                             settle_left = outcome.ends_in;
-                            if ready && outcome.ends_in.is_none() {
+                            // An untimed wait is for the peers or etcd (or a listing, which
+                            // comes when due anyway): ask the peers again meanwhile.
+                            if outcome.ends_in.is_none() && obs.candidates.len() <= WATCH_MAX {
                                 watch = Some(obs.clone());
                             }
                             (outcome.reason, Kind::Unavailable)
@@ -532,25 +558,42 @@ impl Agent {
                     format!("no decision within discovery.timeout ({timeout:?}): {waiting_for}"),
                 ));
             }
-            // Waiting out the settle: look again when it ends, and at least every
-            // discovery.max_interval in between (each look lists every page from the API).
-            let pause = match settle_left {
-                Some(left) => (left + SETTLE_MARGIN).min(d.max_interval),
-                None => backoff.next_delay(),
+            // The next listing: when a timed wait ends (looking again at least every
+            // discovery.max_interval; each listing lists every page from the API), else on the
+            // listing's backoff, counted from the last listing: deciding again on what the peers
+            // said in between does not move it.
+            let due = match (settle_left, list_due) {
+                (Some(left), _) => now + (left + SETTLE_MARGIN).min(d.max_interval),
+                (None, Some(due)) if !fresh => due,
+                (None, _) => now + backoff.next_delay(),
             }
-            .min(deadline.map_or(Duration::MAX, |d| d - now));
+            .min(deadline.unwrap_or(now + Duration::from_secs(86_400 * 365)));
+            list_due = Some(due);
+            let pause = due.saturating_duration_since(now);
             notify::waiting(
                 &format!("{waiting_for}{via_fallback}"),
                 pause + Duration::from_secs(30),
             );
-            match watch {
-                Some(obs) => {
+            if retry.is_none() {
+                refused_since = None;
+            }
+            let retry_fast =
+                retry.is_some() && now.duration_since(*refused_since.get_or_insert(now)) < FAST_FOR;
+            match (retry.filter(|_| retry_fast), watch) {
+                (Some(obs), _) if pause > STEP_RETRY => {
+                    tokio::time::sleep(STEP_RETRY).await;
+                    let probes = self
+                        .probe_peers(&obs.candidates, obs.me, &session.vouched_names())
+                        .await;
+                    peer_look = Some(Observation { probes, ..obs });
+                }
+                (_, Some(obs)) => {
                     peer_look = self
                         .watch_peers(&obs, &session, pause)
                         .await
                         .map(|probes| Observation { probes, ..obs });
                 }
-                None => tokio::time::sleep(pause).await,
+                _ => tokio::time::sleep(pause).await,
             }
         }
     }
