@@ -280,9 +280,22 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
         let Some(first) = self.load(tree) else {
             return false;
         };
-        let mut stack = vec![first];
+        // Children are read when their turn comes, one page in memory at a time besides the
+        // stack of their ids: a damaged branch may name thousands of large pages.
+        let mut first = Some(first);
+        let mut stack: Vec<u64> = Vec::new();
         let mut visits = 0;
-        while let Some(page) = stack.pop() {
+        loop {
+            let page = match first.take() {
+                Some(page) => page,
+                None => match stack.pop() {
+                    Some(id) => match self.page(id) {
+                        Some(page) => page,
+                        None => return false,
+                    },
+                    None => return true,
+                },
+            };
             visits += 1;
             if visits > MAX_VISITS {
                 return false;
@@ -294,8 +307,8 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
                 Some(BRANCH) => {
                     let mut children = Vec::new();
                     for e in elements {
-                        match branch(&page, e).and_then(|(_, pgid)| self.page(pgid)) {
-                            Some(child) => children.push(child),
+                        match branch(&page, e) {
+                            Some((_, pgid)) => children.push(pgid),
                             None => return false,
                         }
                     }
@@ -313,7 +326,6 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
                 _ => return false,
             }
         }
-        true
     }
 }
 
