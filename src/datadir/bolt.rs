@@ -86,14 +86,11 @@ pub fn read(db: &Path) -> Option<Recorded> {
 pub fn parse(src: &(impl ReadAt + ?Sized)) -> Option<Recorded> {
     let db = Db::open(src)?;
     let version = |bucket: &[u8], key: &[u8]| {
-        let Found::Value(value) = db.get(&db.bucket(bucket)?, key)? else {
-            return None;
-        };
-        EtcdVersion::parse(std::str::from_utf8(&value).ok()?)
+        EtcdVersion::parse(std::str::from_utf8(&db.value(bucket, key)?).ok()?)
     };
     let members = db.bucket(b"members").and_then(|b| {
         let mut out = Vec::new();
-        db.each(&b, &mut |key, value| {
+        db.each(b, &mut |key, value| {
             let id = std::str::from_utf8(key)
                 .ok()
                 .and_then(|k| u64::from_str_radix(k, 16).ok());
@@ -103,12 +100,9 @@ pub fn parse(src: &(impl ReadAt + ?Sized)) -> Option<Recorded> {
         })
         .then_some(out)
     });
-    let consistent_index =
-        db.bucket(b"meta")
-            .and_then(|b| match db.get(&b, b"consistent_index")? {
-                Found::Value(v) => Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)),
-                Found::Bucket(_) => None,
-            });
+    let consistent_index = db
+        .value(b"meta", b"consistent_index")
+        .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
     Some(Recorded {
         storage_version: version(b"meta", b"storageVersion"),
         consistent_index,
@@ -216,6 +210,14 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
         }
     }
 
+    /// The plain value of `key` in the top-level bucket `bucket`.
+    fn value(&self, bucket: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+        match self.get(&self.bucket(bucket)?, key)? {
+            Found::Value(v) => Some(v),
+            Found::Bucket(_) => None,
+        }
+    }
+
     /// Page `id` with its overflow pages.
     fn page(&self, id: u64) -> Option<Vec<u8>> {
         let offset = id.checked_mul(self.page_size)?;
@@ -276,30 +278,19 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
 
     /// Every plain key and value of the bucket, in order; false when the tree could not be read
     /// whole (then what was seen is not the whole list).
-    fn each(&self, tree: &Tree, f: &mut impl FnMut(&[u8], &[u8])) -> bool {
-        let Some(first) = self.load(tree) else {
-            return false;
-        };
-        // Children are read when their turn comes, one page in memory at a time besides the
-        // stack of their ids: a damaged branch may name thousands of large pages.
-        let mut first = Some(first);
-        let mut stack: Vec<u64> = Vec::new();
+    fn each(&self, tree: Tree, f: &mut impl FnMut(&[u8], &[u8])) -> bool {
+        // Children are read when their turn comes: one page in memory at a time besides the
+        // stack of their ids (a damaged branch may name thousands of large pages).
+        let mut stack = vec![tree];
         let mut visits = 0;
-        loop {
-            let page = match first.take() {
-                Some(page) => page,
-                None => match stack.pop() {
-                    Some(id) => match self.page(id) {
-                        Some(page) => page,
-                        None => return false,
-                    },
-                    None => return true,
-                },
-            };
+        while let Some(tree) = stack.pop() {
             visits += 1;
             if visits > MAX_VISITS {
                 return false;
             }
+            let Some(page) = self.load(&tree) else {
+                return false;
+            };
             let Some(elements) = elements(&page) else {
                 return false;
             };
@@ -308,7 +299,7 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
                     let mut children = Vec::new();
                     for e in elements {
                         match branch(&page, e) {
-                            Some((_, pgid)) => children.push(pgid),
+                            Some((_, pgid)) => children.push(Tree::Page(pgid)),
                             None => return false,
                         }
                     }
@@ -326,6 +317,7 @@ impl<'a, R: ReadAt + ?Sized> Db<'a, R> {
                 _ => return false,
             }
         }
+        true
     }
 }
 
