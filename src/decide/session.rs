@@ -105,8 +105,7 @@ pub struct Session {
 impl Session {
     /// Takes in one look, made at `now`, and decides on it: what the run does next.
     pub fn decide(&mut self, spec: &ClusterSpec, obs: &Observation, now: Duration) -> Outcome {
-        let fresh = self.listing != Some(obs.listing);
-        let outcome = self.look(spec, obs, now, decide);
+        let (outcome, fresh) = self.look(spec, obs, now, decide);
         // Within one listing, only what every look of it agreed on.
         self.agreed_this_listing = if fresh || self.agreed_this_listing == outcome.agreed {
             outcome.agreed.clone()
@@ -118,18 +117,18 @@ impl Session {
 
     /// `prune`'s look: which member beyond `cluster.size` to remove, if any.
     pub fn prune(&mut self, spec: &ClusterSpec, obs: &Observation, now: Duration) -> Prune {
-        self.look(spec, obs, now, prune)
+        self.look(spec, obs, now, prune).0
     }
 
     /// One look taken in, `rule` applied to its facts, and the members that look dead now
-    /// remembered for the next look to confirm.
+    /// remembered for the next listing to confirm. Also says whether the look began a listing.
     fn look<T>(
         &mut self,
         spec: &ClusterSpec,
         obs: &Observation,
         now: Duration,
         rule: fn(&Facts<'_>) -> T,
-    ) -> T {
+    ) -> (T, bool) {
         self.observe(obs, now);
         // A new listing: what the previous one saw becomes what this one confirms. (The first
         // look of a run confirms what the session was given, nothing in a run.)
@@ -148,7 +147,7 @@ impl Session {
         } else {
             self.dead_this_listing.retain(|id| dead_now.contains(id));
         }
-        result
+        (result, fresh)
     }
 
     /// This run copied the data dir aside for a lost-quorum recovery (and marked it so).
