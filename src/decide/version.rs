@@ -60,7 +60,7 @@ pub(super) fn guard(f: &Facts<'_>, view: &ClusterView) -> Option<Outcome> {
         .filter_map(|(peer, v)| Some((*peer, v.server_version?)))
         .collect();
     if let Some((peer, lowest)) = servers.iter().min_by_key(|(_, v)| *v)
-        && (mine.major != lowest.major || mine.minor > lowest.minor + 1)
+        && skips_a_minor(mine, *lowest)
     {
         return refuse(format!(
             "{peer} runs etcd {lowest} and this machine's etcd ({}) is {mine}: etcd upgrades one minor version at a time; upgrade the members to {}.{} first, or install etcd {}.{} here",
@@ -117,7 +117,7 @@ pub(super) fn opens_own_data(f: &Facts<'_>) -> Option<Outcome> {
             "{dir} was last written at cluster version {}.{} and this machine's etcd ({}) is {mine}: an older etcd refuses a newer data dir, after writing to it; install etcd {}.{} or later here (or point etcd.binary at it), or downgrade the cluster first (`etcdctl downgrade enable`, etcd 3.6 and later)",
             data.major, data.minor, local.binary, data.major, data.minor
         )
-    } else if mine.major != data.major || mine.minor > data.minor + 1 {
+    } else if skips_a_minor(mine, data) {
         format!(
             "{dir} was last written at cluster version {}.{} and this machine's etcd ({}) is {mine}: etcd upgrades one minor version at a time; start this data with etcd {}.{} first",
             data.major,
@@ -134,6 +134,12 @@ pub(super) fn opens_own_data(f: &Facts<'_>) -> Option<Outcome> {
         Decision::Refuse,
         format!("{why}; nothing was changed (docs/versions.md)"),
     ))
+}
+
+/// `newer` is more than one minor version past `older` (or of another major): etcd upgrades
+/// one minor version at a time, members and data alike.
+fn skips_a_minor(newer: EtcdVersion, older: EtcdVersion) -> bool {
+    newer.major != older.major || newer.minor > older.minor + 1
 }
 
 /// A restore of `snapshot` starts this machine's etcd on its data: refused when that etcd is of
