@@ -332,3 +332,90 @@ fn a_taken_peer_port_is_named() {
     );
     drop(holder);
 }
+
+/// A waiting agent names itself when it asks (`Etcd-Bootstrap-Asker`), and a peer's question
+/// that says its vouch changed makes it ask that peer back at once, not at its next round (every
+/// 500 ms once it has waited 5 s). The same question again is no news. Here the test plays
+/// node-2's agent: its peer port records the questions and answers 503, so node-1 keeps waiting.
+#[test]
+fn news_in_a_question_is_asked_back_at_once() {
+    use std::io::{Read, Write};
+    let lab = Lab::new(etcd34(), 33, 2, 2);
+    lab.configure_all();
+    let peer2 = std::net::TcpListener::bind(format!("{}:2380", lab.nodes[1].ip)).unwrap();
+    let (tx, asked) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        for mut s in peer2.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if head.starts_with("GET /etcd-bootstrap/v1/vouch ") {
+                let _ = tx.send((Instant::now(), head));
+            }
+        }
+    });
+    let mut agent = lab.agent_spawn(0, &["--timeout", "12s"]);
+    // Past the first 5 s of the wait, node-1 asks every 500 ms.
+    let first = asked
+        .recv_timeout(Duration::from_secs(5))
+        .expect("node-1 never asked node-2");
+    while asked.recv_timeout(Duration::from_secs(2)).unwrap().0
+        < first.0 + Duration::from_millis(5600)
+    {}
+    let header = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("etcd-bootstrap-asker: ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no asker header in {head}"))
+    };
+    let (_, head) = asked.recv_timeout(Duration::from_secs(2)).unwrap();
+    let (name, digest) = header(&head)
+        .split_once(' ')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+    assert_eq!(name, "node-1");
+    assert!(
+        digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{digest}"
+    );
+    let ask = |digest: &str| {
+        let mut s = std::net::TcpStream::connect(format!("{}:2380", lab.nodes[0].ip)).unwrap();
+        write!(s, "GET /etcd-bootstrap/v1/vouch HTTP/1.1\r\nHost: x\r\nEtcd-Bootstrap-Asker: node-2 {digest}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        Instant::now()
+    };
+    // Right after one of its rounds: the next is ~500 ms away.
+    let asked_at = ask("00000000000000aa");
+    let (back, _) = asked.recv_timeout(Duration::from_secs(2)).unwrap();
+    let took = back.saturating_duration_since(asked_at);
+    assert!(
+        took < Duration::from_millis(300),
+        "asked back after {took:?}"
+    );
+    // The same vouch again is no news: the next question comes at the round's pace.
+    let _ = asked.try_iter().count();
+    let (round, _) = asked.recv_timeout(Duration::from_secs(2)).unwrap();
+    let again = ask("00000000000000aa");
+    let (next, _) = asked.recv_timeout(Duration::from_secs(2)).unwrap();
+    let _ = agent.kill();
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(&agent.wait_with_output().unwrap().stderr)
+    );
+    assert!(
+        next.saturating_duration_since(again) > Duration::from_millis(250)
+            && next.duration_since(round) > Duration::from_millis(400),
+        "asked again {:?} after the same news, {:?} after its previous round",
+        next.saturating_duration_since(again),
+        next.duration_since(round)
+    );
+    assert!(!lab.nodes[0].env_file().exists());
+}

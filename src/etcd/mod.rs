@@ -292,10 +292,20 @@ impl EtcdClient {
     }
 
     /// A waiting agent's vouch on a peer port (`src/vouch/`); `None` when the port answers 404,
-    /// as etcd's own peer port does for that path.
-    pub async fn vouch(&self, peer_url: &str) -> Result<Option<Vouch>, CallError> {
+    /// as etcd's own peer port does for that path. `asker`: this agent's own
+    /// `vouch::ASKER_HEADER`, when it vouches itself.
+    pub async fn vouch(
+        &self,
+        peer_url: &str,
+        asker: Option<&str>,
+    ) -> Result<Option<Vouch>, CallError> {
         let url = format!("{peer_url}{}", crate::vouch::PATH);
-        let resp = self.send_get(&url).await?;
+        crate::outcome::counters::etcd_request();
+        let mut request = self.http.get(&url);
+        if let Some(asker) = asker {
+            request = request.header(crate::vouch::ASKER_HEADER, asker);
+        }
+        let resp = request.send().await.map_err(|e| classify(&url, &e))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }

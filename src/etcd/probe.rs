@@ -18,7 +18,15 @@ const NOT_DECIDED: &str = "not_decided";
 /// leader, so a plain client probe would hang on it and the nodes that boot later would wait for
 /// each other forever; its peer port answers `/version` with `etcdcluster: not_decided` and lists
 /// the members it is bootstrapping with, which is enough to join the same bootstrap safely.
-pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) -> PeerAnswer {
+///
+/// `asker`: this agent's `vouch::ASKER_HEADER` while it vouches itself, so that a peer that
+/// vouches too asks back at once when it is news.
+pub async fn probe(
+    client: &EtcdClient,
+    spec: &ClusterSpec,
+    peer: &Candidate,
+    asker: Option<&str>,
+) -> PeerAnswer {
     let client_url = spec.client_url(&peer.host);
     let peer_url = spec.peer_url(&peer.host);
     let client_err = match client.member_list(&client_url).await {
@@ -39,7 +47,7 @@ pub async fn probe(client: &EtcdClient, spec: &ClusterSpec, peer: &Candidate) ->
     // one shown is the most telling (a peer port failing TLS verification beats a refused
     // client port: the machine is up, and its certificate is what to look at).
     let mut errors = vec![client_err];
-    match client.vouch(&peer_url).await {
+    match client.vouch(&peer_url, asker).await {
         Ok(Some(v)) => return PeerAnswer::Vouched(v),
         Err(CallError::Refused(_)) if errors[0].is_refused() => return PeerAnswer::Refused,
         Err(e) => errors.push(e),

@@ -52,6 +52,23 @@ const WATCH_MAX: usize = 16;
 /// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
 const QUICK_PROBE: Duration = Duration::from_millis(100);
 
+/// The shortest time between two rounds of questions to the peers that news woke.
+const NEWS_GAP: Duration = Duration::from_millis(5);
+
+/// What a wait asks the peers with (`Agent::watch_peers`).
+struct Asked {
+    /// Peers that vouched earlier in this run (asked with `QUICK_PROBE`).
+    vouched: Vec<MemberName>,
+    /// This agent's `vouch::ASKER_HEADER`, while it vouches.
+    asker: Option<String>,
+    /// Told when a peer's question says its vouch changed.
+    news: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Ask at once rather than after the first round's pause: this node's vouch is news.
+    at_once: bool,
+    /// Until then every PEER_LOOK_FAST, then every PEER_LOOK.
+    fast_until: Instant,
+}
+
 /// How many peers are probed at the same time.
 const PROBES_AT_ONCE: usize = 64;
 
@@ -124,11 +141,16 @@ impl Agent {
     }
 
     pub async fn observe(&self) -> Result<Observation, DiscoveryError> {
-        self.observe_with(&[]).await
+        self.observe_with(&[], None).await
     }
 
     /// `vouched`: peers that vouched earlier in this run, asked with a short timeout (below).
-    async fn observe_with(&self, vouched: &[MemberName]) -> Result<Observation, DiscoveryError> {
+    /// `asker`: how this agent names itself to its peers while it vouches.
+    async fn observe_with(
+        &self,
+        vouched: &[MemberName],
+        asker: Option<&str>,
+    ) -> Result<Observation, DiscoveryError> {
         let listing_started = Instant::now();
         // This machine's etcd is asked while the provider lists (once a run: it is cached).
         let (listed, local_etcd) = tokio::join!(self.provider.list(), self.local_etcd());
@@ -161,7 +183,7 @@ impl Agent {
             })?;
 
         let probing_started = Instant::now();
-        let probes = self.probe_peers(&candidates, me, vouched).await;
+        let probes = self.probe_peers(&candidates, me, vouched, asker).await;
         let undiscovered_alive = self
             .undiscovered_alive(&candidates, &probes, data.wal.as_ref())
             .await;
@@ -252,6 +274,7 @@ impl Agent {
         candidates: &[Candidate],
         me: Option<usize>,
         vouched: &[MemberName],
+        asker: Option<&str>,
     ) -> Vec<Probe> {
         // Peers are probed at once, but no more than PROBES_AT_ONCE in flight: a tag on 10,000
         // machines must not run the agent out of file descriptors (the unit's limit is 1,024),
@@ -265,14 +288,15 @@ impl Agent {
         loop {
             while tasks.len() < PROBES_AT_ONCE {
                 let Some((i, peer)) = peers.next() else { break };
-                let (client, spec, peer) = (
+                let (client, spec, peer, asker) = (
                     self.etcd.clone(),
                     self.settings.cluster.clone(),
                     peer.clone(),
+                    asker.map(str::to_owned),
                 );
                 let quick = vouched.contains(&peer.name);
                 tasks.spawn(async move {
-                    let probe = crate::etcd::probe(&client, &spec, &peer);
+                    let probe = crate::etcd::probe(&client, &spec, &peer, asker.as_deref());
                     let answer = if quick {
                         tokio::time::timeout(QUICK_PROBE, probe)
                             .await
@@ -326,7 +350,7 @@ impl Agent {
                 .filter(|m| unowned(&m.peer_urls))
             {
                 for url in &m.peer_urls {
-                    match self.etcd.vouch(url).await {
+                    match self.etcd.vouch(url, None).await {
                         Err(e) if e.is_silence() => {}
                         _ => {
                             alive.push(m.id);
@@ -404,6 +428,9 @@ impl Agent {
         let started = Instant::now();
         let mut session = Session::default();
         let mut last_reason = String::new();
+        // Since when the run has waited for what it waits for now: the peers are asked often
+        // in the first FAST_FOR of a wait, then less.
+        let mut wait_began = Instant::now();
         let mut peer_look: Option<Observation> = None;
         // When the next listing is due, and since when etcd has refused a step for now.
         let mut list_due: Option<Instant> = None;
@@ -417,10 +444,15 @@ impl Agent {
             let fresh = peer_look.is_none();
             // Waiting on the peers or etcd: what they said last, to ask them again.
             let mut watch: Option<Observation> = None;
+            // This node's vouch is news to its peers: ask them at once, which tells them.
+            let mut news_for_peers = false;
             let looked = match peer_look.take() {
                 // The peers said something new: decide on it with the same listing.
                 Some(obs) => Ok(obs),
-                None => self.observe_with(&session.vouched_names()).await,
+                None => {
+                    self.observe_with(&session.vouched_names(), voucher.asker().as_deref())
+                        .await
+                }
             };
             let (waiting_for, wait_kind) = match looked {
                 Err(e) if !e.retryable => return Err(Failure::new(e.kind, e.message)),
@@ -531,7 +563,7 @@ impl Agent {
                             if let Some(v) = vouch {
                                 let me = &obs.candidates
                                     [obs.me.expect("a vouch implies this node is known")];
-                                voucher.offer(self, me, &v).await;
+                                news_for_peers = voucher.offer(self, me, &v).await;
                             }
                             settle_left = outcome.ends_in;
                             // An untimed wait is for the peers or etcd (or a listing, which
@@ -548,6 +580,7 @@ impl Agent {
             if waiting_for != last_reason {
                 tracing::info!("waiting: {waiting_for}");
                 last_reason = waiting_for.clone();
+                wait_began = Instant::now();
             }
             let now = Instant::now();
             if let (Some(deadline), Some(timeout)) = (deadline, d.timeout)
@@ -583,13 +616,25 @@ impl Agent {
                 (Some(obs), _) if pause > STEP_RETRY => {
                     tokio::time::sleep(STEP_RETRY).await;
                     let probes = self
-                        .probe_peers(&obs.candidates, obs.me, &session.vouched_names())
+                        .probe_peers(
+                            &obs.candidates,
+                            obs.me,
+                            &session.vouched_names(),
+                            voucher.asker().as_deref(),
+                        )
                         .await;
                     peer_look = Some(Observation { probes, ..obs });
                 }
                 (_, Some(obs)) => {
+                    let asked = Asked {
+                        vouched: session.vouched_names(),
+                        asker: voucher.asker(),
+                        news: voucher.news(),
+                        at_once: news_for_peers,
+                        fast_until: wait_began + FAST_FOR,
+                    };
                     peer_look = self
-                        .watch_peers(&obs, &session, pause)
+                        .watch_peers(&obs, &asked, pause)
                         .await
                         .map(|probes| Observation { probes, ..obs });
                 }
@@ -598,33 +643,60 @@ impl Agent {
         }
     }
 
-    /// Waits up to `pause`, asking the peers again (every 50 ms for 5 s, then every 500 ms) and
-    /// returning what they said as soon as one says something new. The peers are on the
-    /// cluster's own network and cheap to ask; the listing (a cloud API with a rate limit) is not
-    /// asked again for it. So a machine that vouches, or starts its etcd, late is seen at once,
-    /// not at the next backoff step (up to discovery.max_interval).
+    /// Waits up to `pause`, asking the peers again (every 50 ms in the first 5 s of a wait, then
+    /// every 500 ms, and at once when a peer's question says its vouch changed) and returning what they said as
+    /// soon as one says something new. The peers are on the cluster's own network and cheap to
+    /// ask; the listing (a cloud API with a rate limit) is not asked again for it. So a machine
+    /// that vouches, or starts its etcd, late is seen at once, not at the next backoff step (up
+    /// to discovery.max_interval).
     async fn watch_peers(
         &self,
         obs: &Observation,
-        session: &Session,
+        asked: &Asked,
         pause: Duration,
     ) -> Option<Vec<Probe>> {
         let start = Instant::now();
         let until = start + pause;
-        let vouched = session.vouched_names();
+        let mut at_once = asked.at_once;
+        let mut last_asked: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if now >= until {
                 return None;
             }
-            let step = if now - start < FAST_FOR {
+            let step = if now < asked.fast_until {
                 PEER_LOOK_FAST
             } else {
                 PEER_LOOK
             };
-            tokio::time::sleep(step.min(until - now)).await;
+            if !std::mem::take(&mut at_once) {
+                let round = tokio::time::sleep(step.min(until - now));
+                match &asked.news {
+                    Some(news) => {
+                        tokio::select! {
+                            () = round => {}
+                            () = news.notified() => {
+                                // Not more often than NEWS_GAP: two peers whose vouches keep
+                                // changing must not ask each other in a tight loop.
+                                if let Some(last) = last_asked {
+                                    tokio::time::sleep_until((last + NEWS_GAP).into()).await;
+                                }
+                            }
+                        }
+                    }
+                    None => round.await,
+                }
+            }
             let probing_started = Instant::now();
-            let probes = self.probe_peers(&obs.candidates, obs.me, &vouched).await;
+            last_asked = Some(probing_started);
+            let probes = self
+                .probe_peers(
+                    &obs.candidates,
+                    obs.me,
+                    &asked.vouched,
+                    asked.asker.as_deref(),
+                )
+                .await;
             add_elapsed(&self.spent_probing, probing_started);
             if probes != obs.probes {
                 return Some(probes);

@@ -1,10 +1,14 @@
 //! The vouch endpoint's place in a run: started when the agent first waits, given each new
 //! vouch, stopped before the env file is written (so etcd can bind the peer port).
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use super::Agent;
 use crate::decide::{Vouch, VouchedData};
 use crate::envfile;
-use crate::member::{Candidate, Scheme};
+use crate::member::{Candidate, MemberName, Scheme};
 use crate::notify;
 
 /// The vouch endpoint of one run: started at the first observation that identifies this node,
@@ -14,6 +18,8 @@ pub struct VoucherSlot {
     running: Option<crate::vouch::Voucher>,
     /// The last reason it could not start, said once.
     refused: Option<String>,
+    /// Whom it vouches for, as of the last offer.
+    name: Option<MemberName>,
 }
 
 impl VoucherSlot {
@@ -22,16 +28,19 @@ impl VoucherSlot {
             enabled,
             running: None,
             refused: None,
+            name: None,
         }
     }
 
-    pub async fn offer(&mut self, agent: &Agent, me: &Candidate, vouch: &Vouch) {
+    /// Vouches `vouch` from now on: whether that is news for the peers (the endpoint started,
+    /// or what it says changed), which they hear soonest when this agent asks them at once.
+    pub async fn offer(&mut self, agent: &Agent, me: &Candidate, vouch: &Vouch) -> bool {
         if !self.enabled {
-            return;
+            return false;
         }
+        self.name = Some(me.name.clone());
         if let Some(v) = &self.running {
-            v.update(vouch);
-            return;
+            return v.update(vouch);
         }
         let spec = &agent.settings.cluster;
         let addresses: Vec<std::net::SocketAddr> =
@@ -64,6 +73,7 @@ impl VoucherSlot {
                 );
                 self.running = Some(v);
                 self.refused = None;
+                true
             }
             Err(e) => {
                 if self.refused.as_deref() != Some(e.as_str()) {
@@ -71,8 +81,21 @@ impl VoucherSlot {
                     notify::status(&e);
                     self.refused = Some(e);
                 }
+                false
             }
         }
+    }
+
+    /// How this agent names itself when it asks its peers (`vouch::ASKER_HEADER`), while it
+    /// vouches.
+    pub fn asker(&self) -> Option<String> {
+        let name = self.name.as_ref()?;
+        self.running.as_ref().map(|v| v.asker(name.as_str()))
+    }
+
+    /// Told when a peer asked with a vouch it had not asked with before, while this vouches.
+    pub fn news(&self) -> Option<Arc<Notify>> {
+        self.running.as_ref().map(|v| v.news())
     }
 
     pub async fn stop(&mut self) {

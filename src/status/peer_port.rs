@@ -25,7 +25,7 @@ pub struct PeerPort {
 /// Asks `peer_url` the two questions a peer port answers without credentials beyond the peer
 /// TLS settings: a waiting agent's vouch (etcd answers that path 404), then `/version`.
 pub async fn look(etcd: &EtcdClient, name: &str, peer_url: &str) -> PeerPort {
-    let (answer, detail) = match etcd.vouch(peer_url).await {
+    let (answer, detail) = match etcd.vouch(peer_url, None).await {
         Ok(Some(v)) => ("agent", agent_says(&v.data, v.waiting.as_deref())),
         Err(CallError::Refused(_)) => ("nothing", NOTHING.into()),
         Ok(None) | Err(_) => match etcd.cluster_version(peer_url).await {
