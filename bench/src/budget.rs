@@ -42,7 +42,7 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
                 api: Api::DigitalOcean { tag },
                 me,
                 size: CLUSTER,
-                settle: None,
+                cluster_extra: "",
                 dir: &dir.join(format!("c{c}-m{k}")),
             };
             // A real run (a dry run never vouches): it writes its env file in its own dir and

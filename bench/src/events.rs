@@ -1,20 +1,28 @@
 //! 8. Lifecycle events (issue 23), each against an operator who already knows the answer, on
-//!    real etcd on loopback:
+//!    real etcd on loopback, alternating which column goes first:
 //!    - a whole-cluster power loss: a 3-member cluster formed by the agents loses power (every
 //!      etcd killed at once, data kept); then either the agents start together again and each
 //!      etcd starts when its agent exits (*agent*), or the same etcds start at once from the env
 //!      files they had (*by hand*: `systemctl start etcd` everywhere). Both restart the same
-//!      cluster, in alternating order, killed again between the two; until every member
-//!      answers `/health`.
-//!    - one member replaced: a 3-member cluster loses a machine with its disk, and a new
-//!      machine at a new address takes its place. *Agent*: its agent runs (removes the dead
-//!      member, adds itself as a learner), its etcd starts when the agent exits, and
-//!      `etcd-bootstrap promote` starts with it. *By hand*: the same calls with the answer known
-//!      (remove the dead member, add the new one as a learner, start its etcd, promote it as
-//!      soon as etcd accepts). Until three voting members answer `/health`.
+//!      cluster, killed again between the two; until every member answers `/health`.
+//!    - one member replaced: a 3-member cluster loses a machine with its disk, and a new machine
+//!      at a new address takes its place.
+//!    - grow 3 → 5: two new machines at once, `cluster.size` raised to 5.
+//!    - shrink 5 → 3: `cluster.size` lowered, two machines terminated with their disks;
+//!      `etcd-bootstrap prune` (its timer) removes their members.
+//!    - a lost quorum of 3: two machines lost with their disks, the survivor power-cycled, two
+//!      new machines; `cluster.recover_lost_quorum = true`.
+//!
+//!    Where machines join, *agent* runs their agents together, starts each etcd when its agent
+//!    exits and `etcd-bootstrap promote` with it (as the shipped units do); *by hand* makes the
+//!    same etcd starts and member calls with the answer known (remove the lost members, add each
+//!    new one as a learner, start its etcd, promote it as soon as etcd accepts, then the next).
+//!    First boot and restore are measured in sections 3 and 7 and shown here with the rest.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::fleet::{self, Machine};
 use crate::formation::{
@@ -24,64 +32,45 @@ use crate::formation::{
 use crate::grow::{Children, all_vote, post};
 use crate::lab::{AgentSetup, Api, Lab, env_map};
 use crate::measure::stats;
-use crate::report::{Report, dur, spread};
+use crate::report::{Event, Report, dur, spread};
 
-const NET: u8 = 98;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
     let rounds = if lab.smoke { 1 } else { 5 };
-    let n = 3;
-    let tag = "bench-events-3";
-    let machines = fleet::machines("event", 700_000, NET, n);
-    lab.mock.add_droplets(tag, &machines);
-    let (mut agent, mut own, mut hand) = (Vec::new(), Vec::new(), Vec::new());
-    let mut requests = String::new();
-    for round in 0..rounds {
-        let dir = lab.scratch(&format!("events-power-{round}"));
-        let cmds = agent_cmds(lab, &machines, tag, &dir);
-        // Formed by the agents, then the power goes.
-        drop(start_then_healthy(&cmds, &machines, &dir)?.2);
-        lab.mock.take();
-        let order = crate::measure::alternating(round);
-        for with_agent in order {
-            if with_agent {
-                let (up, done, etcds) = start_then_healthy(&cmds, &machines, &dir)?;
-                drop(etcds);
-                agent.push(up);
-                own.push(done);
-                requests = requests_of(lab, n)?;
-            } else {
-                hand.push(restart_by_hand(&machines, &dir)?);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let power = Event {
-        name: "power loss, 3 members",
-        agent,
-        hand,
-        own,
-        requests,
-    };
-    let replaced = replace_one(lab, rounds)?;
+    let measured = [
+        power_loss(lab, rounds)?,
+        replace_one(lab, rounds)?,
+        grow_two(lab, rounds)?,
+        shrink_two(lab, rounds)?,
+        lost_quorum(lab, rounds)?,
+    ];
+    report.events.extend(measured);
     let mut t = format!(
-        "## 8. Lifecycle events (issue 23; so far: power loss, one member replaced)\n\n\
-         Real etcd on loopback, shipped defaults, {rounds} rounds, alternating which column goes \
-         first. *Power loss*: a 3-member cluster formed by the agents loses power (every etcd \
-         killed at once, data kept); *agent*: the agents start together again and each etcd \
-         starts when its agent exits; *by hand*: the same etcds start at once from the env files \
-         they had; both restart the same cluster, killed again between; until every member \
-         answers `/health`. *One member replaced*: a 3-member cluster loses a machine with its \
-         disk and a new machine at a new address takes its place; *agent*: its agent runs, its \
-         etcd starts when the agent exits, and `etcd-bootstrap promote` starts with it (as the \
-         shipped units do); *by hand*: the same calls with the answer known (remove the dead \
-         member, add the new one as a learner, start its etcd, promote it as soon as etcd \
-         accepts); until three voting members answer `/health`.\n\n\
+        "## 8. Lifecycle events (issue 23)\n\n\
+         Real etcd on loopback, shipped defaults, {rounds} rounds here (sections 3 and 7 for \
+         theirs), alternating which column goes first; until the cluster the event asks for \
+         answers `/health` on every member, every member a voter. *Agent*: the agents of the \
+         machines concerned start together, each etcd starts when its agent exits, and \
+         `etcd-bootstrap promote` starts with it (as the shipped units do). *By hand*: the same \
+         etcd starts and member calls, the answer known in advance: remove the lost members, \
+         add each new machine as a learner, start its etcd, promote it as soon as etcd accepts, \
+         then the next (etcd allows one learner at a time).\n\n\
+         - *power loss*: a 3-member cluster formed by the agents loses power (every etcd killed, \
+         data kept); by hand the etcds restart from the env files they had.\n\
+         - *one member replaced*: a machine of 3 is lost with its disk; a new machine at a new \
+         address takes its place.\n\
+         - *grow 3 → 5*: two new machines at once, `cluster.size = 5`.\n\
+         - *shrink 5 → 3*: `cluster.size = 3`, two machines terminated with their disks; \
+         `etcd-bootstrap prune` on a survivor (what its timer runs) removes their members, by \
+         hand two `member remove`.\n\
+         - *lost quorum of 3*: two machines of 3 lost with their disks, the survivor \
+         power-cycled, two new machines, `cluster.recover_lost_quorum = true`; by hand the \
+         survivor's etcd restarts with `--force-new-cluster`, then the two joins.\n\n\
          | Event | Agent | By hand | Ratio of medians | Agents' own time | Agent requests (metadata + API) |\n\
          |---|---|---|---|---|---|\n"
     );
-    for e in [&power, &replaced] {
+    for e in &report.events {
         let (a, h, o) = (stats(&e.agent), stats(&e.hand), stats(&e.own));
         let ratio = a.median.as_secs_f64() / h.median.as_secs_f64().max(1e-9);
         t += &format!(
@@ -92,96 +81,90 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
             spread(&o),
             e.requests
         );
+    }
+    let goals: Vec<_> = report
+        .events
+        .iter()
+        .map(|e| {
+            let (a, h) = (stats(&e.agent).median, stats(&e.hand).median);
+            let ratio = a.as_secs_f64() / h.as_secs_f64().max(1e-9);
+            (e.name.clone(), ratio, a, h)
+        })
+        .collect();
+    for (name, ratio, a, h) in goals {
         report.goal(
-            &format!("Event: {}", e.name),
+            &format!("Event: {name}"),
             "≤ 1.5× by hand (median)",
-            format!("{ratio:.2}× ({} vs {})", dur(a.median), dur(h.median)),
+            format!("{ratio:.2}× ({} vs {})", dur(a), dur(h)),
             ratio <= 1.5,
         );
     }
     t += "\n*Agents' own time*: from the agents' start to the last agent's exit (etcd cannot start \
-          before it); the rest of the agent column is etcd's, as in the by-hand column.\n";
+          before it), or, for the shrink, `prune`'s run; the rest of the agent column is etcd's, \
+          as in the by-hand column. *Requests*: what the agents asked the mock metadata service \
+          and API in the last round.\n";
     report.section(t);
     Ok(())
 }
 
-/// One event's figures, both columns.
-struct Event {
-    name: &'static str,
-    agent: Vec<Duration>,
-    hand: Vec<Duration>,
-    own: Vec<Duration>,
-    requests: String,
+fn power_loss(lab: &Lab, rounds: usize) -> Result<Event, String> {
+    let n = 3;
+    let tag = "bench-events-3";
+    let machines = fleet::machines("event", 700_000, 98, n);
+    lab.mock.add_droplets(tag, &machines);
+    let mut e = Event::new("power loss, 3 members");
+    for round in 0..rounds {
+        let dir = lab.scratch(&format!("events-power-{round}"));
+        let cmds = agent_cmds(lab, &machines, tag, &dir);
+        // Formed by the agents, then the power goes.
+        drop(start_then_healthy(&cmds, &machines, &dir)?.2);
+        lab.mock.take();
+        for with_agent in crate::measure::alternating(round) {
+            if with_agent {
+                let (up, done, etcds) = start_then_healthy(&cmds, &machines, &dir)?;
+                drop(etcds);
+                e.agent.push(up);
+                e.own.push(done);
+                e.requests = requests_of(lab, n)?;
+            } else {
+                e.hand.push(restart_by_hand(&machines, &dir)?);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(e)
 }
 
 /// Machine 2 of a 3-member cluster is lost with its disk; machine 3 takes its place.
 fn replace_one(lab: &Lab, rounds: usize) -> Result<Event, String> {
-    let machines = fleet::machines("swap", 710_000, NET + 1, 4);
-    let (before, after) = (&machines[..3], [&machines[0], &machines[1], &machines[3]]);
-    let after: Vec<Machine> = after.into_iter().cloned().collect();
+    let machines = fleet::machines("swap", 710_000, 99, 4);
+    let before = &machines[..3];
+    let after = vec![machines[0].clone(), machines[1].clone(), machines[3].clone()];
     let tag = "bench-events-replaced";
     lab.mock.add_droplets(tag, &after);
-    let mut e = Event {
-        name: "one member replaced, 3 members",
-        agent: Vec::new(),
-        hand: Vec::new(),
-        own: Vec::new(),
-        requests: String::new(),
-    };
+    let mut e = Event::new("one member replaced, 3 members");
     for round in 0..rounds {
-        let order = crate::measure::alternating(round);
-        for with_agent in order {
+        for with_agent in crate::measure::alternating(round) {
             let dir = lab.scratch(&format!("events-replace-{round}-{with_agent}"));
             let mut etcds = start_by_hand(before, &dir)?;
             wait_until(|| healthy(before), "the 3-member cluster did not form")?;
             // Machine 2 goes with its disk.
             etcds.kill(2);
-            let new = &machines[3];
-            let scratch = dir.join("m3");
+            let joining = [(&machines[3], dir.join("m3"))];
             lab.mock.take();
             let start = Instant::now();
-            let mut promotes = Children::default();
             if with_agent {
-                let setup = AgentSetup {
-                    api: Api::DigitalOcean { tag },
-                    me: new,
-                    size: 3,
-                    settle: None,
-                    dir: &scratch,
-                };
-                let mut slot = Some(
-                    lab.agent_cmd("agent", &setup, &["run"])
-                        .command(&scratch)
-                        .and_then(|mut c| c.spawn())
-                        .map_err(|e| format!("agent: {e}"))?,
-                );
-                while !start_when_done(&mut slot, "agent", &scratch, &mut etcds)? {
-                    if start.elapsed() > DEADLINE {
-                        return Err(format!("the agent did not finish ({})", dir.display()));
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                e.own.push(start.elapsed());
-                let promote_dir = scratch.join("promote");
-                std::fs::create_dir_all(&promote_dir).map_err(|e| e.to_string())?;
-                promotes.0.push(
-                    lab.agent_cmd("promote", &setup, &["promote", "--timeout", "2m"])
-                        .command(&promote_dir)
-                        .and_then(|mut c| c.spawn())
-                        .map_err(|e| format!("promote: {e}"))?,
-                );
-                wait_until(
-                    || all_vote(after[0].ip, 3) && healthy(&after),
-                    "the replacement never became a healthy voting member",
-                )?;
+                let own = with_agents(lab, tag, 3, "", &joining, &mut etcds, || {
+                    all_vote(after[0].ip, 3) && healthy(&after)
+                })?;
                 e.agent.push(start.elapsed());
-                let c = lab.mock.take();
-                e.requests = format!("{} + {}", c.metadata, c.pages);
+                e.own.push(own);
+                e.requests = requests_of(lab, 1)?;
             } else {
-                replace_by_hand(&before[2], new, &after, &scratch, &mut etcds)?;
+                remove_by_hand(after[0].ip, &[&before[2]])?;
+                join_by_hand(&machines[3], &after, &joining[0].1, &mut etcds)?;
                 e.hand.push(start.elapsed());
             }
-            drop(promotes);
             drop(etcds);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -189,70 +172,283 @@ fn replace_one(lab: &Lab, rounds: usize) -> Result<Event, String> {
     Ok(e)
 }
 
-/// What an operator who knows the answer does: remove the lost member, add the new one as a
-/// learner, start its etcd, and promote it as soon as etcd accepts. Returns once three voting
-/// members answer `/health`.
-fn replace_by_hand(
-    lost: &Machine,
+/// Two machines join a 3-member cluster at once; `cluster.size` is 5.
+fn grow_two(lab: &Lab, rounds: usize) -> Result<Event, String> {
+    let machines = fleet::machines("grown", 720_000, 86, 5);
+    let tag = "bench-events-grow";
+    lab.mock.add_droplets(tag, &machines);
+    let mut e = Event::new("grow 3 → 5, two machines at once");
+    for round in 0..rounds {
+        for with_agent in crate::measure::alternating(round) {
+            let dir = lab.scratch(&format!("events-grow-{round}-{with_agent}"));
+            let mut etcds = start_by_hand(&machines[..3], &dir)?;
+            wait_until(|| healthy(&machines[..3]), "the 3-member cluster did not form")?;
+            let joining = [
+                (&machines[3], dir.join("m3")),
+                (&machines[4], dir.join("m4")),
+            ];
+            lab.mock.take();
+            let start = Instant::now();
+            if with_agent {
+                let own = with_agents(lab, tag, 5, "", &joining, &mut etcds, || {
+                    all_vote(machines[0].ip, 5) && healthy(&machines)
+                })?;
+                e.agent.push(start.elapsed());
+                e.own.push(own);
+                e.requests = requests_of(lab, 2)?;
+            } else {
+                join_by_hand(&machines[3], &machines[..4], &joining[0].1, &mut etcds)?;
+                join_by_hand(&machines[4], &machines, &joining[1].1, &mut etcds)?;
+                e.hand.push(start.elapsed());
+            }
+            drop(etcds);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    Ok(e)
+}
+
+/// A 5-member cluster whose `cluster.size` is lowered to 3 and whose machines 3 and 4 are
+/// terminated with their disks.
+fn shrink_two(lab: &Lab, rounds: usize) -> Result<Event, String> {
+    let machines = fleet::machines("shrunk", 730_000, 87, 5);
+    let kept = &machines[..3];
+    let tag = "bench-events-shrink";
+    lab.mock.add_droplets(tag, kept);
+    let mut e = Event::new("shrink 5 → 3 (prune)");
+    for round in 0..rounds {
+        for with_agent in crate::measure::alternating(round) {
+            let dir = lab.scratch(&format!("events-shrink-{round}-{with_agent}"));
+            let mut etcds = start_by_hand(&machines, &dir)?;
+            wait_until(|| healthy(&machines), "the 5-member cluster did not form")?;
+            etcds.kill(4);
+            etcds.kill(3);
+            lab.mock.take();
+            let start = Instant::now();
+            if with_agent {
+                let scratch = dir.join("prune");
+                let setup = AgentSetup {
+                    api: Api::DigitalOcean { tag },
+                    me: &kept[0],
+                    size: 3,
+                    cluster_extra: "",
+                    dir: &scratch,
+                };
+                let out = lab
+                    .agent_cmd("prune", &setup, &["prune", "--timeout", "2m"])
+                    .command(&scratch)
+                    .and_then(|mut c| c.status())
+                    .map_err(|e| format!("prune: {e}"))?;
+                if !out.success() {
+                    let err = std::fs::read_to_string(scratch.join("stderr")).unwrap_or_default();
+                    return Err(format!("prune failed ({out}): {}", err.trim_end()));
+                }
+                e.own.push(start.elapsed());
+                wait_until(
+                    || all_vote(kept[0].ip, 3) && healthy(kept),
+                    "prune left more than 3 members",
+                )?;
+                e.agent.push(start.elapsed());
+                let c = lab.mock.take();
+                e.requests = format!("{} + {}", c.metadata, c.pages);
+            } else {
+                remove_by_hand(kept[0].ip, &[&machines[3], &machines[4]])?;
+                wait_until(|| all_vote(kept[0].ip, 3) && healthy(kept), "3 members")?;
+                e.hand.push(start.elapsed());
+            }
+            drop(etcds);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    Ok(e)
+}
+
+/// A 3-member cluster loses machines 1 and 2 with their disks; machine 0 loses power and comes
+/// back; machines 3 and 4 are new.
+fn lost_quorum(lab: &Lab, rounds: usize) -> Result<Event, String> {
+    let machines = fleet::machines("quorum", 740_000, 88, 5);
+    let after = vec![machines[0].clone(), machines[3].clone(), machines[4].clone()];
+    let tag = "bench-events-quorum";
+    lab.mock.add_droplets(tag, &after);
+    let mut e = Event::new("lost quorum of 3, recovered");
+    for round in 0..rounds {
+        for with_agent in crate::measure::alternating(round) {
+            let dir = lab.scratch(&format!("events-quorum-{round}-{with_agent}"));
+            let etcds = start_by_hand(&machines[..3], &dir)?;
+            wait_until(|| healthy(&machines[..3]), "the 3-member cluster did not form")?;
+            drop(etcds);
+            lab.mock.take();
+            let start = Instant::now();
+            let mut etcds = Etcds::default();
+            if with_agent {
+                // The survivor's agent too: its data dir is where its etcd had it.
+                let joining = [
+                    (&machines[0], dir.join("m0")),
+                    (&machines[3], dir.join("m3")),
+                    (&machines[4], dir.join("m4")),
+                ];
+                let own = with_agents(
+                    lab,
+                    tag,
+                    3,
+                    "recover_lost_quorum = true\n",
+                    &joining,
+                    &mut etcds,
+                    || all_vote(machines[0].ip, 3) && healthy(&after),
+                )?;
+                e.agent.push(start.elapsed());
+                e.own.push(own);
+                e.requests = requests_of(lab, 3)?;
+            } else {
+                let scratch = dir.join("m0");
+                let env = std::fs::read_to_string(scratch.join("etcd.env"))
+                    .map_err(|e| format!("the survivor's env file: {e}"))?;
+                let mut env = env_map(&env);
+                env.push(("ETCD_FORCE_NEW_CLUSTER".into(), "true".into()));
+                etcds.start(&env, &scratch)?;
+                join_by_hand(&machines[3], &after[..2], &dir.join("m3"), &mut etcds)?;
+                join_by_hand(&machines[4], &after, &dir.join("m4"), &mut etcds)?;
+                e.hand.push(start.elapsed());
+            }
+            drop(etcds);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    Ok(e)
+}
+
+/// The agents of `joining` (machine, its dir) start together with `cluster.size = size` and
+/// `extra` in `[cluster]`; each one's etcd starts when it exits, and `etcd-bootstrap promote`
+/// with it. Returns the time until the last agent exited, once `done` holds.
+fn with_agents(
+    lab: &Lab,
+    tag: &str,
+    size: usize,
+    extra: &str,
+    joining: &[(&Machine, std::path::PathBuf)],
+    etcds: &mut Etcds,
+    done: impl Fn() -> bool,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let setup = |me, dir| AgentSetup {
+        api: Api::DigitalOcean { tag },
+        me,
+        size,
+        cluster_extra: extra,
+        dir,
+    };
+    let mut agents = Vec::new();
+    for (me, dir) in joining {
+        let child = lab
+            .agent_cmd("agent", &setup(me, dir), &["run"])
+            .command(dir)
+            .and_then(|mut c| c.spawn())
+            .map_err(|e| format!("agent of {}: {e}", me.name))?;
+        agents.push(Some(child));
+    }
+    let mut promotes = Children::default();
+    let mut own = Duration::ZERO;
+    loop {
+        for ((me, dir), slot) in joining.iter().zip(&mut agents) {
+            if !start_when_done(slot, &format!("the agent of {}", me.name), dir, etcds)? {
+                continue;
+            }
+            own = start.elapsed();
+            let promote_dir = dir.join("promote");
+            std::fs::create_dir_all(&promote_dir).map_err(|e| e.to_string())?;
+            promotes.0.push(
+                lab.agent_cmd("promote", &setup(me, dir), &["promote", "--timeout", "2m"])
+                    .command(&promote_dir)
+                    .and_then(|mut c| c.spawn())
+                    .map_err(|e| format!("promote: {e}"))?,
+            );
+        }
+        if agents.iter().all(Option::is_none) && done() {
+            return Ok(own);
+        }
+        if start.elapsed() > DEADLINE {
+            return Err(format!(
+                "the agents did not finish the event within {DEADLINE:?} ({})",
+                joining[0].1.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A call on etcd's JSON gateway at `via`, retried as an operator would until etcd accepts it
+/// (a lost member may have been the leader, and the others elect a new one first).
+fn call(via: std::net::Ipv4Addr, path: &str, body: &str) -> Result<Value, String> {
+    let mut last = String::new();
+    let mut answer = None;
+    wait_until(
+        || match post(via, path, body) {
+            Ok(a) => {
+                answer = Some(a);
+                true
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        },
+        path,
+    )
+    .map_err(|e| format!("{e}: {last}"))?;
+    let answer = answer.unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).map_err(|e| format!("{path}: {e}"))
+}
+
+/// `member remove` of each lost machine's member, found by name in `member list`.
+fn remove_by_hand(via: std::net::Ipv4Addr, lost: &[&Machine]) -> Result<(), String> {
+    let members = call(via, "/v3/cluster/member/list", "{}")?;
+    for m in lost {
+        let id = members["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|x| x["name"] == m.name.as_str()))
+            .and_then(|x| x["ID"].as_str())
+            .ok_or_else(|| format!("{} is not listed", m.name))?;
+        call(
+            via,
+            "/v3/cluster/member/remove",
+            &format!(r#"{{"ID":"{id}"}}"#),
+        )?;
+    }
+    Ok(())
+}
+
+/// What an operator who knows the answer does for one new machine: add it as a learner, start
+/// its etcd (`cluster`: the members after it joined, itself included), promote it as soon as
+/// etcd accepts. Returns once every member of `cluster` votes and answers `/health`.
+fn join_by_hand(
     new: &Machine,
-    after: &[Machine],
+    cluster: &[Machine],
     scratch: &Path,
     etcds: &mut Etcds,
 ) -> Result<(), String> {
-    let via = after[0].ip;
-    // Each call retried as an operator would: the lost machine may have been the leader, and
-    // the others elect a new one first.
-    let call = |path: &str, body: &str| -> Result<String, String> {
-        let mut last = String::new();
-        let mut answer = None;
-        wait_until(
-            || match post(via, path, body) {
-                Ok(a) => {
-                    answer = Some(a);
-                    true
-                }
-                Err(e) => {
-                    last = e;
-                    false
-                }
-            },
-            path,
-        )
-        .map_err(|e| format!("{e}: {last}"))?;
-        Ok(answer.unwrap_or_default())
-    };
-    let list = call("/v3/cluster/member/list", "{}")?;
-    let body = list.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let members: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let id = members["members"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["name"] == lost.name.as_str()))
-        .and_then(|m| m["ID"].as_str())
-        .ok_or("the lost member is not listed")?
-        .to_owned();
-    call("/v3/cluster/member/remove", &format!(r#"{{"ID":"{id}"}}"#))?;
+    let via = cluster[0].ip;
     let added = call(
+        via,
         "/v3/cluster/member/add",
         &format!(
             r#"{{"peerURLs":["http://{}:2380"],"isLearner":true}}"#,
             new.ip
         ),
     )?;
-    let body = added.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let added: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let new_id = added["member"]["ID"]
         .as_str()
         .ok_or("member add named no ID")?
         .to_owned();
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
     let env = format!(
-        "ETCD_NAME={name}\nETCD_DATA_DIR={dir}/data\nETCD_INITIAL_CLUSTER={cluster}\n\
+        "ETCD_NAME={name}\nETCD_DATA_DIR={dir}/data\nETCD_INITIAL_CLUSTER={initial}\n\
          ETCD_INITIAL_CLUSTER_STATE=existing\nETCD_INITIAL_CLUSTER_TOKEN=bench\n\
          ETCD_INITIAL_ADVERTISE_PEER_URLS=http://{ip}:2380\nETCD_LISTEN_PEER_URLS=http://{ip}:2380\n\
          ETCD_ADVERTISE_CLIENT_URLS=http://{ip}:2379\nETCD_LISTEN_CLIENT_URLS=http://{ip}:2379\n",
         name = new.name,
         dir = scratch.display(),
-        cluster = initial_cluster(after),
+        initial = initial_cluster(cluster),
         ip = new.ip,
     );
     etcds.start(&env_map(&env), scratch)?;
@@ -268,12 +464,12 @@ fn replace_by_hand(
         "etcd never accepted the promotion",
     )?;
     wait_until(
-        || all_vote(via, 3) && healthy(after),
-        "the hand-replaced member never became a healthy voting member",
+        || all_vote(via, cluster.len()) && healthy(cluster),
+        "the member joined by hand never became a healthy voting member",
     )
 }
 
-/// Polls `done` every 2 ms until it holds, or fails with `what` after DEADLINE.
+/// Polls `done` every 5 ms until it holds, or fails with `what` after DEADLINE.
 fn wait_until(mut done: impl FnMut() -> bool, what: &str) -> Result<(), String> {
     let start = Instant::now();
     while !done() {

@@ -62,6 +62,13 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
             let _ = std::fs::remove_dir_all(&dir);
         }
         let (a, h, own) = (stats(&agent_times), stats(&hand_times), stats(&agents_done));
+        report.events.push(crate::report::Event {
+            name: format!("first boot, {n} members (section 3)"),
+            agent: agent_times.clone(),
+            hand: hand_times.clone(),
+            own: agents_done.clone(),
+            requests: requests.clone(),
+        });
         let diff = a.median.as_secs_f64() - h.median.as_secs_f64();
         // The difference of two noisy medians can be negative; the agents' own time is the
         // overhead proper (etcd cannot start before its agent exits).
@@ -130,7 +137,7 @@ pub fn agent_cmds(lab: &Lab, machines: &[Machine], tag: &str, dir: &Path) -> Vec
                 api: Api::DigitalOcean { tag },
                 me,
                 size: machines.len(),
-                settle: None,
+                cluster_extra: "",
                 dir: &dir.join(format!("m{i}")),
             };
             lab.agent_cmd(&format!("agent {i}"), &setup, &["run"])

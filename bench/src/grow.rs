@@ -200,7 +200,7 @@ fn agent(lab: &Lab, me: &Machine, dir: &Path, learner: bool, args: &[&str]) -> m
         api: Api::DigitalOcean { tag: &tag },
         me,
         size: 5,
-        settle: None,
+        cluster_extra: "",
         dir,
     };
     lab.agent_cmd(&format!("agent {}", me.name), &setup, args)

@@ -58,8 +58,8 @@ pub struct AgentSetup<'a> {
     pub api: Api<'a>,
     pub me: &'a Machine,
     pub size: usize,
-    /// `cluster.bootstrap_settle`; `None` keeps the shipped default.
-    pub settle: Option<&'a str>,
+    /// More `[cluster]` lines (`bootstrap_settle = "0s"`); empty keeps the shipped defaults.
+    pub cluster_extra: &'a str,
     /// Where its data dir and env file go.
     pub dir: &'a Path,
 }
@@ -82,17 +82,14 @@ impl Lab {
                 "provider = \"hetzner\"\n\n[discovery.hetzner]\nlabel_selector = \"{key}={value}\"\naddress = \"public_v4\"\n"
             ),
         };
-        let settle = s
-            .settle
-            .map(|v| format!("bootstrap_settle = \"{v}\"\n"))
-            .unwrap_or_default();
         let text = format!(
-            "[cluster]\nsize = {size}\ntoken = \"bench\"\ndata_dir = \"{dir}/data\"\n{settle}\n\
+            "[cluster]\nsize = {size}\ntoken = \"bench\"\ndata_dir = \"{dir}/data\"\n{extra}\n\
              [output]\nenv_file = \"{dir}/etcd.env\"\n\n\
              [etcd]\nbinary = \"{etcd}\"\n\n\
              [discovery]\ntimeout = \"5m\"\n{provider}\
              api_url = \"{api}\"\nmetadata_url = \"{metadata}\"\nca_file = \"{ca}\"\n",
             size = s.size,
+            extra = s.cluster_extra,
             dir = s.dir.display(),
             api = self.mock.api_url,
             metadata = self.mock.metadata_of(s.me.id),

@@ -18,7 +18,7 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<u64, String> {
         api,
         me: &machines[0],
         size: 3,
-        settle: Some("0s"),
+        cluster_extra: "bootstrap_settle = \"0s\"\n",
         dir: &dir.join("agent"),
     };
     let env_file = dir.join("baseline.env");

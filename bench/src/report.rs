@@ -9,6 +9,34 @@ use crate::measure::Stats;
 pub struct Report {
     pub sections: Vec<String>,
     pub goals: Vec<Goal>,
+    /// Lifecycle events measured against an operator by hand, by whichever section measured
+    /// them; section 8 shows them together.
+    pub events: Vec<Event>,
+}
+
+/// One lifecycle event's figures, both columns.
+pub struct Event {
+    pub name: String,
+    /// Until the cluster is what the event needs, with the agent.
+    pub agent: Vec<Duration>,
+    /// The same, by hand with the answer known.
+    pub hand: Vec<Duration>,
+    /// From the agents' start to the last agent's exit.
+    pub own: Vec<Duration>,
+    /// Metadata + API requests of the agents in the last round.
+    pub requests: String,
+}
+
+impl Event {
+    pub fn new(name: impl Into<String>) -> Self {
+        Event {
+            name: name.into(),
+            agent: Vec::new(),
+            hand: Vec::new(),
+            own: Vec::new(),
+            requests: String::new(),
+        }
+    }
 }
 
 pub struct Goal {

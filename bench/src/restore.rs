@@ -76,6 +76,13 @@ pub fn run(
         }
     }
     let [a, h, u] = healthy.each_ref().map(|t| stats(t));
+    report.events.push(crate::report::Event {
+        name: format!("restore at boot, 3 members, {size_mib} MiB (section 7)"),
+        agent: healthy[0].clone(),
+        hand: healthy[1].clone(),
+        own: agents_own.clone(),
+        requests: "0 + 0 (static list; the store: 1 listing + 1 manifest + 1 snapshot each)".into(),
+    });
     let own = stats(&agents_own);
     let r = ratio(a.median, h.median);
     if !lab.smoke {
