@@ -2,7 +2,7 @@
 # The benchmark suite, one command: builds the agent and the suite (release), then runs every
 # benchmark and writes BENCHMARKS.md.
 #
-#   bench/run.sh            # the full suite, about 10 minutes on 2 cores after the builds
+#   bench/run.sh            # the full suite, about 17 minutes on 2 cores after the builds
 #   bench/run.sh --smoke    # the smallest size of everything (CI): finishes, counts requests,
 #                           # judges no time; writes target/bench-smoke.md
 #

@@ -131,7 +131,7 @@ pub fn header(
     format!(
         "# Benchmarks\n\n\
          Written by `bench/run.sh`{smoke} on {date}, in {secs:.0} s, to `{out}`. Do not edit by hand: \
-         run it again (about 10 minutes on 2 cores after the release builds, most of it the snapshots of section 7).\n\n\
+         run it again (about 17 minutes on 2 cores after the release builds, most of it the snapshots of section 7 and the events of section 8).\n\n\
          - Machine: {cpu}, {cores} cores, Linux {kernel}, {mem}\n\
          - Agent: `{agent}` at commit {commit}\n\
          - Baseline tools: {curl}; {jq}; dash as /bin/sh\n\
