@@ -33,12 +33,7 @@ pub async fn restore(
     wanted: Option<&str>,
     replace_data: bool,
 ) -> Result<String, Failure> {
-    let Some(backup) = &settings.backup else {
-        return Err(Failure::new(
-            Kind::Config,
-            "no backup.url in the configuration: there is no store to restore from (docs/backup.md)",
-        ));
-    };
+    let backup = settings.backup_for("to restore from")?;
     let written = read_written(&settings.env_file, &settings.cluster)?;
     let me = written
         .peers

@@ -37,12 +37,7 @@ pub async fn snapshot(
     etcd: &EtcdClient,
     force: bool,
 ) -> Result<String, Failure> {
-    let Some(backup) = &settings.backup else {
-        return Err(Failure::new(
-            Kind::Config,
-            "no backup.url in the configuration: there is no store to put snapshots in (docs/backup.md)",
-        ));
-    };
+    let backup = settings.backup_for("to put snapshots in")?;
     let started = now();
     let done = attempt(settings, backup, etcd, force, started).await;
     let (result, message, success) = match &done {

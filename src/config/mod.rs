@@ -148,6 +148,18 @@ pub struct EtcdTls {
 const MAX_SIZE: i64 = 9;
 
 impl Settings {
+    /// `[backup]`, for a command that cannot do without it (`for_what`: what the store is for).
+    pub fn backup_for(&self, for_what: &str) -> Result<&BackupSettings, crate::error::Failure> {
+        self.backup.as_ref().ok_or_else(|| {
+            crate::error::Failure::new(
+                crate::error::Kind::Config,
+                format!(
+                    "no backup.url in the configuration: there is no store {for_what} (docs/backup.md)"
+                ),
+            )
+        })
+    }
+
     pub fn from_raw(raw: Raw) -> Result<Self, String> {
         let node = NodeSettings {
             name: raw
