@@ -346,15 +346,7 @@ fn news_in_a_question_is_asked_back_at_once() {
     let (tx, asked) = std::sync::mpsc::channel::<(Instant, String)>();
     std::thread::spawn(move || {
         for mut s in peer2.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
+            let head = request_head(&mut s);
             let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             if head.starts_with("GET /etcd-bootstrap/v1/vouch ") {
                 let _ = tx.send((Instant::now(), head));
@@ -405,4 +397,111 @@ fn news_in_a_question_is_asked_back_at_once() {
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(!lab.nodes[0].env_file().exists());
+}
+
+/// A node that decides to bootstrap tells the peers it heard before it goes quiet: its last
+/// vouch names them among the peers heard, and a question carrying that vouch's new digest makes
+/// them read it while it is still served. Without it, a peer that had not yet read that it was
+/// heard asks the starting etcd that took the port, and waits out its silence. Here the test
+/// plays node-2's agent, answering node-1 with a vouch for the same two members that says it
+/// heard node-1, and reading node-1's vouch back whenever node-1's question says it changed.
+#[test]
+fn a_node_that_bootstraps_tells_the_peers_it_heard_before_it_goes_quiet() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let lab = Lab::new(etcd34(), 32, 2, 2);
+    lab.configure_all();
+    let (ip1, ip2) = (lab.nodes[0].ip.clone(), lab.nodes[1].ip.clone());
+    // A vouch GET on node-1's peer port, as node-2's agent asks: status line and body.
+    let read_node1 = {
+        let ip1 = ip1.clone();
+        move |digest: &str| -> Option<String> {
+            let mut s = std::net::TcpStream::connect(format!("{ip1}:2380")).ok()?;
+            write!(s, "GET /etcd-bootstrap/v1/vouch HTTP/1.1\r\nHost: x\r\nEtcd-Bootstrap-Asker: node-2 {digest}\r\n\r\n").ok()?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).ok()?;
+            answer
+                .starts_with("HTTP/1.1 200 OK")
+                .then(|| answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()))?
+        }
+    };
+    let node2_vouch: Arc<Mutex<Option<String>>> = Arc::default();
+    let peer2 = std::net::TcpListener::bind(format!("{ip2}:2380")).unwrap();
+    let (tx, told) = std::sync::mpsc::channel::<Option<String>>();
+    let (served, read_back) = (node2_vouch.clone(), read_node1.clone());
+    std::thread::spawn(move || {
+        let mut first_digest: Option<String> = None;
+        for mut s in peer2.incoming().flatten() {
+            let head = request_head(&mut s);
+            let body = served.lock().unwrap().clone();
+            let _ = match &body {
+                Some(b) => write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                ),
+                None => write!(
+                    s,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            };
+            drop(s);
+            let Some(digest) = head.lines().find_map(|l| {
+                l.strip_prefix("etcd-bootstrap-asker: node-1 ")
+                    .map(str::to_owned)
+            }) else {
+                continue;
+            };
+            // Node-1's vouch changed since it first asked: read it, as node-2's agent would.
+            if first_digest.get_or_insert_with(|| digest.clone()) != &digest {
+                let _ = tx.send(read_back("00000000000000bb"));
+            }
+        }
+    });
+    let agent = lab.agent_spawn(0, &["--timeout", "20s"]);
+    // Node-1 vouches; its vouch is the template of node-2's (same member set, same token).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let template = loop {
+        if let Some(b) = read_node1("00000000000000aa") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "node-1 never vouched");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut v: serde_json::Value = serde_json::from_str(&template).unwrap();
+    assert_eq!(v["heard"], serde_json::json!(null), "{template}");
+    v["name"] = "node-2".into();
+    v["peer_urls"] = serde_json::json!([format!("http://{ip2}:2380")]);
+    v["heard"] = serde_json::json!(["node-1"]);
+    *node2_vouch.lock().unwrap() = Some(v.to_string());
+    // A changed digest: news for node-1, which reads node-2's vouch at once and bootstraps.
+    let _ = read_node1("00000000000000bb");
+    let out = agent.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = std::fs::read_to_string(lab.nodes[0].env_file()).unwrap();
+    assert!(env.contains("ETCD_INITIAL_CLUSTER_STATE=new"), "{env}");
+    let last = told
+        .recv_timeout(Duration::from_secs(1))
+        .expect("node-1 bootstrapped without a question to node-2 after its vouch changed")
+        .expect("node-1 no longer answered when node-2 read its changed vouch");
+    let last: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["heard"], serde_json::json!(["node-2"]), "{last}");
+}
+
+/// The request head a test peer received (what it got of it, if the asker hung up).
+fn request_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }

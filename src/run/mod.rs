@@ -52,6 +52,10 @@ const WATCH_MAX: usize = 16;
 /// How long a peer that vouched in this run is given to answer a probe (see `probe_peers`).
 const QUICK_PROBE: Duration = Duration::from_millis(100);
 
+/// The longest a node that decided to bootstrap waits for the peers it heard to read that it
+/// heard them (`Agent::farewell`): a round of PEER_LOOK_FAST, when they would ask anyway.
+const FAREWELL: Duration = PEER_LOOK_FAST;
+
 /// The shortest time between two rounds of questions to the peers that news woke.
 const NEWS_GAP: Duration = Duration::from_millis(5);
 
@@ -479,6 +483,14 @@ impl Agent {
                                 [obs.me.expect("a start plan implies this node is known")];
                             preflight::names(&self.settings, me)?;
                             let env = self.render_env(me, plan, obs.local_etcd.as_ref())?;
+                            if voucher.told().is_some()
+                                && let Some(v) =
+                                    session.vouch(&self.settings.cluster, &obs, &outcome.reason)
+                                && v.bootstrap.is_some()
+                                && voucher.offer(self, me, &v).await
+                            {
+                                self.farewell(&obs, &v.heard, voucher).await;
+                            }
                             // etcd must be able to bind the peer port as soon as it starts.
                             voucher.stop().await;
                             if let Some(snapshot) = plan.restore.as_ref().filter(|_| !dry_run) {
@@ -700,6 +712,70 @@ impl Agent {
             add_elapsed(&self.spent_probing, probing_started);
             if probes != obs.probes {
                 return Some(probes);
+            }
+        }
+    }
+
+    /// Before a node that decided to bootstrap goes quiet: the peers it heard that still vouch
+    /// are told its last vouch, which names them (a question carrying its new digest makes them
+    /// ask back at once), for at most FAREWELL. Without it a peer that has not yet read that this
+    /// node heard it keeps asking, and meets the starting etcd that now holds the port
+    /// (QUICK_PROBE, then its next round: 150 ms and more on 2 cores, BENCHMARKS.md). The vouch
+    /// is the one a wait on this same look would have served, so no peer decides on anything a
+    /// wait could not have told it; the farewell only brings that forward.
+    async fn farewell(&self, obs: &Observation, heard: &[String], voucher: &VoucherSlot) {
+        let Some((told, told_news)) = voucher.told() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + FAREWELL;
+        let asker = voucher.asker();
+        let mut waiting: Vec<&Candidate> = obs
+            .probes
+            .iter()
+            .filter(|p| matches!(p.answer, PeerAnswer::Vouched(_)))
+            .filter(|p| heard.iter().any(|h| *h == p.peer.as_str()))
+            .filter_map(|p| obs.candidates.iter().find(|c| c.name == p.peer))
+            .collect();
+        // Only the vouch is asked: the question is what tells them, and an answer that is not a
+        // vouch says the peer awaits nothing more.
+        let mut tells = JoinSet::new();
+        for peer in &waiting {
+            let (client, url, name, asker) = (
+                self.etcd.clone(),
+                self.settings.cluster.peer_url(&peer.host),
+                peer.name.clone(),
+                asker.clone(),
+            );
+            tells.spawn(async move {
+                let vouches = matches!(client.vouch(&url, asker.as_deref()).await, Ok(Some(_)));
+                (name, vouches)
+            });
+        }
+        let began = Instant::now();
+        loop {
+            waiting.retain(|c| !told(c.name.as_str()));
+            if waiting.is_empty() {
+                tracing::debug!(
+                    "every peer still vouching read that it was heard, in {:?}",
+                    began.elapsed()
+                );
+                return;
+            }
+            tokio::select! {
+                Some(Ok((name, vouches))) = tells.join_next() => {
+                    // A peer that no longer vouches has decided, or is gone: it awaits nothing.
+                    if !vouches {
+                        waiting.retain(|c| c.name != name);
+                    }
+                }
+                () = told_news.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(
+                        "going quiet after {FAREWELL:?} although {} did not read that it was heard",
+                        waiting.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                    return;
+                }
             }
         }
     }

@@ -98,6 +98,13 @@ impl VoucherSlot {
         self.running.as_ref().map(|v| v.news())
     }
 
+    /// While it vouches: whether `name` has been answered with a vouch that names it among the
+    /// peers heard, and the signal that one more has.
+    pub fn told(&self) -> Option<(impl Fn(&str) -> bool + '_, Arc<Notify>)> {
+        let v = self.running.as_ref()?;
+        Some((|name: &str| v.told(name), v.told_news()))
+    }
+
     pub async fn stop(&mut self) {
         if let Some(v) = self.running.take() {
             v.stop().await;

@@ -16,11 +16,15 @@
 //! asks that peer back at once instead of at its next round: vouches that change (a peer heard
 //! at last) cross in a few round trips, not in rounds of 50 ms. The header only decides *when*
 //! to ask; what a peer vouched is only ever what this agent read from the peer's own address.
+//!
+//! The endpoint also remembers which askers it served a vouch that named them among the peers
+//! heard (`Voucher::told`): a node that decides to bootstrap waits for those before it goes
+//! quiet (`run`'s farewell), so no peer is left asking a starting etcd whether it was heard.
 
 mod port_user;
 mod tls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,19 +48,38 @@ const MAX_REQUEST: usize = 4096;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Voucher {
-    body: Arc<Mutex<Vec<u8>>>,
-    /// Told when an asker's vouch has changed since it last asked.
-    news: Arc<Notify>,
+    shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub addresses: Vec<SocketAddr>,
 }
 
 /// What the endpoint tasks share.
 struct Shared {
-    body: Arc<Mutex<Vec<u8>>>,
+    body: Mutex<Served>,
+    /// Told when an asker's vouch has changed since it last asked.
     news: Arc<Notify>,
     /// Each asker's last digest.
     askers: Mutex<HashMap<String, String>>,
+    /// Askers served a vouch whose `heard` named them (only names this node heard, so few).
+    told: Mutex<HashSet<String>>,
+    /// Told when an asker joins `told`.
+    told_news: Arc<Notify>,
+}
+
+/// The vouch as served, and the peers it says this node heard.
+#[derive(Default)]
+struct Served {
+    body: Vec<u8>,
+    heard: Vec<String>,
+}
+
+impl Served {
+    fn of(v: &Vouch) -> Self {
+        Served {
+            body: encode(v),
+            heard: v.heard.clone(),
+        }
+    }
 }
 
 impl Voucher {
@@ -88,17 +111,18 @@ impl Voucher {
             listeners.push(l);
         }
         let shared = Arc::new(Shared {
-            body: Arc::new(Mutex::new(encode(first))),
+            body: Mutex::new(Served::of(first)),
             news: Arc::new(Notify::new()),
             askers: Mutex::default(),
+            told: Mutex::default(),
+            told_news: Arc::new(Notify::new()),
         });
         let tasks = listeners
             .into_iter()
             .map(|l| tokio::spawn(serve(l, shared.clone(), acceptor.clone())))
             .collect();
         Ok(Voucher {
-            body: shared.body.clone(),
-            news: shared.news.clone(),
+            shared,
             tasks,
             addresses: addresses.to_vec(),
         })
@@ -106,25 +130,37 @@ impl Voucher {
 
     /// What to answer from now on; whether that differs from what it answered so far.
     pub fn update(&self, vouch: &Vouch) -> bool {
-        let new = encode(vouch);
-        let mut body = self.body.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = *body != new;
-        *body = new;
+        let new = Served::of(vouch);
+        let mut served = self.shared.served();
+        let changed = served.body != new.body;
+        *served = new;
         changed
     }
 
     /// The `ASKER_HEADER` value for this agent's own questions: `name` and what it vouches now.
     pub fn asker(&self, name: &str) -> String {
-        format!(
-            "{name} {}",
-            digest(&self.body.lock().unwrap_or_else(|e| e.into_inner()))
-        )
+        format!("{name} {}", digest(&self.shared.served().body))
     }
 
     /// Told (once per news, kept until awaited) when a peer asked with a vouch it had not
     /// asked with before.
     pub fn news(&self) -> Arc<Notify> {
-        self.news.clone()
+        self.shared.news.clone()
+    }
+
+    /// Whether `name` has asked and been answered with a vouch that named it among the peers
+    /// this node heard.
+    pub fn told(&self, name: &str) -> bool {
+        self.shared
+            .told
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
+    /// Told (kept until awaited) when one more asker has been told it was heard.
+    pub fn told_news(&self) -> Arc<Notify> {
+        self.shared.told_news.clone()
     }
 
     /// Stops answering and waits until every listening socket is closed.
@@ -152,6 +188,10 @@ fn digest(body: &[u8]) -> String {
 }
 
 impl Shared {
+    fn served(&self) -> std::sync::MutexGuard<'_, Served> {
+        self.body.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes in who asked, from the request head: news when its vouch is not the one it asked
     /// with last time.
     fn asked_by(&self, head: &[u8]) {
@@ -230,11 +270,11 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let route = route(&head);
     // The body as of the question, not of the connection: a vouch updated while the asker's
     // request was on its way is the one it gets.
-    let body = shared
-        .body
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let (body, names_asker) = {
+        let served = shared.served();
+        let names = asker(&head).is_some_and(|(name, _)| served.heard.iter().any(|h| h == name));
+        (served.body.clone(), names)
+    };
     let (status, content_type, payload): (&str, &str, &[u8]) = match route {
         Route::Vouch => ("200 OK", "application/json", &body),
         Route::NotFound => ("404 Not Found", "text/plain", b"404 page not found\n"),
@@ -256,6 +296,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     // After the answer: the asker has this node's vouch before this node asks back.
     if route == Route::Vouch {
         shared.asked_by(&head);
+        if names_asker && let Some((name, _)) = asker(&head) {
+            shared
+                .told
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_owned());
+            shared.told_news.notify_one();
+        }
     }
     Ok(())
 }
@@ -351,9 +399,11 @@ mod tests {
     #[test]
     fn only_an_asker_whose_vouch_changed_is_news() {
         let shared = Shared {
-            body: Arc::default(),
+            body: Mutex::default(),
             news: Arc::new(Notify::new()),
             askers: Mutex::default(),
+            told: Mutex::default(),
+            told_news: Arc::new(Notify::new()),
         };
         let news = |shared: &Shared| {
             let waiting = shared.news.notified();
@@ -377,6 +427,47 @@ mod tests {
             !news(&shared),
             "an agent that does not say who asks is never news"
         );
+    }
+
+    #[test]
+    fn only_an_asker_answered_with_a_vouch_that_names_it_is_told() {
+        let shared = Shared {
+            body: Mutex::new(Served {
+                body: br#"{"heard":["etcd-2"]}"#.to_vec(),
+                heard: vec!["etcd-2".into()],
+            }),
+            news: Arc::new(Notify::new()),
+            askers: Mutex::default(),
+            told: Mutex::default(),
+            told_news: Arc::new(Notify::new()),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let ask = |request: String| {
+            rt.block_on(async {
+                let (mut ours, theirs) = tokio::io::duplex(4096);
+                ours.write_all(request.as_bytes()).await.unwrap();
+                answer(theirs, &shared).await.unwrap();
+                let mut got = String::new();
+                ours.read_to_string(&mut got).await.unwrap();
+                got
+            })
+        };
+        let from = |name: &str| format!("GET {PATH} HTTP/1.1\r\n{ASKER_HEADER}: {name} aa\r\n\r\n");
+        let told = |name: &str| shared.told.lock().unwrap().contains(name);
+        assert!(ask(from("etcd-3")).ends_with(r#"{"heard":["etcd-2"]}"#));
+        assert!(
+            !told("etcd-3"),
+            "a peer this node did not hear is not told it was"
+        );
+        ask(format!(
+            "GET /version HTTP/1.1\r\n{ASKER_HEADER}: etcd-2 aa\r\n\r\n"
+        ));
+        assert!(!told("etcd-2"), "a question for another path tells nothing");
+        ask(from("etcd-2"));
+        assert!(told("etcd-2"));
     }
 
     #[test]
