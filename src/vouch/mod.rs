@@ -110,13 +110,7 @@ impl Voucher {
             })?;
             listeners.push(l);
         }
-        let shared = Arc::new(Shared {
-            body: Mutex::new(Served::of(first)),
-            news: Arc::new(Notify::new()),
-            askers: Mutex::default(),
-            told: Mutex::default(),
-            told_news: Arc::new(Notify::new()),
-        });
+        let shared = Arc::new(Shared::new(Served::of(first)));
         let tasks = listeners
             .into_iter()
             .map(|l| tokio::spawn(serve(l, shared.clone(), acceptor.clone())))
@@ -188,6 +182,16 @@ fn digest(body: &[u8]) -> String {
 }
 
 impl Shared {
+    fn new(served: Served) -> Self {
+        Shared {
+            body: Mutex::new(served),
+            news: Arc::new(Notify::new()),
+            askers: Mutex::default(),
+            told: Mutex::default(),
+            told_news: Arc::new(Notify::new()),
+        }
+    }
+
     fn served(&self) -> std::sync::MutexGuard<'_, Served> {
         self.body.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -270,10 +274,12 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let route = route(&head);
     // The body as of the question, not of the connection: a vouch updated while the asker's
     // request was on its way is the one it gets.
-    let (body, names_asker) = {
+    let (body, heard_asker) = {
         let served = shared.served();
-        let names = asker(&head).is_some_and(|(name, _)| served.heard.iter().any(|h| h == name));
-        (served.body.clone(), names)
+        let heard = asker(&head)
+            .map(|(name, _)| name)
+            .filter(|name| served.heard.iter().any(|h| h == name));
+        (served.body.clone(), heard)
     };
     let (status, content_type, payload): (&str, &str, &[u8]) = match route {
         Route::Vouch => ("200 OK", "application/json", &body),
@@ -296,7 +302,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     // After the answer: the asker has this node's vouch before this node asks back.
     if route == Route::Vouch {
         shared.asked_by(&head);
-        if names_asker && let Some((name, _)) = asker(&head) {
+        if let Some(name) = heard_asker {
             shared
                 .told
                 .lock()
@@ -398,13 +404,7 @@ mod tests {
 
     #[test]
     fn only_an_asker_whose_vouch_changed_is_news() {
-        let shared = Shared {
-            body: Mutex::default(),
-            news: Arc::new(Notify::new()),
-            askers: Mutex::default(),
-            told: Mutex::default(),
-            told_news: Arc::new(Notify::new()),
-        };
+        let shared = Shared::new(Served::default());
         let news = |shared: &Shared| {
             let waiting = shared.news.notified();
             tokio::pin!(waiting);
@@ -431,16 +431,10 @@ mod tests {
 
     #[test]
     fn only_an_asker_answered_with_a_vouch_that_names_it_is_told() {
-        let shared = Shared {
-            body: Mutex::new(Served {
-                body: br#"{"heard":["etcd-2"]}"#.to_vec(),
-                heard: vec!["etcd-2".into()],
-            }),
-            news: Arc::new(Notify::new()),
-            askers: Mutex::default(),
-            told: Mutex::default(),
-            told_news: Arc::new(Notify::new()),
-        };
+        let shared = Shared::new(Served {
+            body: br#"{"heard":["etcd-2"]}"#.to_vec(),
+            heard: vec!["etcd-2".into()],
+        });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
