@@ -35,9 +35,10 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
          One etcd 3.5 member on loopback holding the size given (values of 1 MiB), and moto's S3 \
          server on loopback (Python; it bounds both contenders alike). *Agent*: `etcd-bootstrap \
          snapshot --force` (the gateway's stream, checked against etcd's hash, uploaded in 8 MiB \
-         parts as it arrives). *By hand*: `etcdctl snapshot save` to a file on tmpfs, then \
-         boto3's `upload_file` (multipart, 10 threads). {rounds} interleaved rounds; peak RSS of \
-         a separate run (the by-hand figure is the larger of etcdctl's and Python's).\n\n\
+         parts as it arrives, one on its way while the next fills). *By hand*: `etcdctl snapshot \
+         save` to a file on tmpfs, then boto3's `upload_file` (multipart, 10 threads). {rounds} \
+         interleaved rounds; peak RSS of a separate run (the by-hand figure is the larger of \
+         etcdctl's and Python's).\n\n\
          | Database | Agent | By hand | Agent's throughput | By hand | Ratio | Agent's peak RSS | By hand |\n\
          |---|---|---|---|---|---|---|---|\n"
     );

@@ -7,10 +7,13 @@
 //! `POST ?uploadId=ID`, AbortMultipartUpload `DELETE ?uploadId=ID`). Errors are
 //! `<Error><Code/><Message/></Error>`.
 //!
-//! A database is sent in parts of `PART_SIZE` as it streams from etcd, so memory does not grow
-//! with it; one smaller than a part goes in one PutObject.
+//! A database is sent in parts of `PART_SIZE` as it streams from etcd, one part on its way while
+//! the next fills, so memory does not grow with it (two parts at most) and etcd's stream does not
+//! wait for the store; one smaller than a part goes in one PutObject.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -32,6 +35,9 @@ use crate::member::excerpt;
 /// Each part of a multipart upload (S3's smallest is 5 MiB, its most parts 10 000: up to 80 GiB,
 /// ten times etcd's largest supported database).
 pub const PART_SIZE: usize = 8 << 20;
+/// Parts on their way at once while the next fills. Two measured no faster than one against
+/// moto (BENCHMARKS.md, section 7 notes) and cost a part's memory more.
+const IN_FLIGHT: usize = 1;
 
 pub struct S3Store {
     http: reqwest::Client,
@@ -46,7 +52,7 @@ pub struct S3Store {
 }
 
 pub struct S3Upload {
-    store: S3Store,
+    store: Arc<S3Store>,
     key: String,
     /// The key's path in the bucket.
     path: String,
@@ -54,6 +60,9 @@ pub struct S3Upload {
     upload_id: Option<String>,
     /// `(part number, ETag)` of each part sent.
     parts: Vec<(u32, String)>,
+    /// The parts on their way while the next one fills, oldest first: at most `IN_FLIGHT`, as
+    /// each holds `PART_SIZE`.
+    sending: VecDeque<tokio::task::JoinHandle<Result<(u32, String), StoreError>>>,
 }
 
 struct Answer {
@@ -310,12 +319,13 @@ impl S3Store {
 
     pub fn upload(&self, key: &str) -> S3Upload {
         S3Upload {
-            store: self.clone_for_upload(),
+            store: Arc::new(self.clone_for_upload()),
             key: key.to_owned(),
             path: self.object(key),
             buffer: Vec::with_capacity(PART_SIZE),
             upload_id: None,
             parts: Vec::new(),
+            sending: VecDeque::new(),
         }
     }
 }
@@ -334,7 +344,12 @@ impl S3Upload {
         Ok(())
     }
 
+    /// Hands the full buffer to a task that sends it as the next part, once fewer than
+    /// `IN_FLIGHT` are on their way: the stream from etcd goes on filling a fresh buffer meanwhile.
     async fn send_part(&mut self) -> Result<(), StoreError> {
+        while self.sending.len() >= IN_FLIGHT {
+            self.oldest_sent().await?;
+        }
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
@@ -353,23 +368,36 @@ impl S3Upload {
                 id
             }
         };
-        let number = self.parts.len() as u32 + 1;
-        // One part in memory at a time: the next buffer is made once this one is sent.
-        let body = std::mem::take(&mut self.buffer);
+        let number = (self.parts.len() + self.sending.len()) as u32 + 1;
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
         let query = format!("partNumber={number}&uploadId={}", urlencode(&upload_id));
         let what = format!("sending part {number} of {}", self.key);
-        let answer = self
-            .store
-            .call(Method::PUT, &self.path, &query, body, &what)
-            .await?;
-        let etag = answer.etag.ok_or_else(|| {
+        let (store, path) = (Arc::clone(&self.store), self.path.clone());
+        self.sending.push_back(tokio::spawn(async move {
+            let answer = store.call(Method::PUT, &path, &query, body, &what).await?;
+            let etag = answer.etag.ok_or_else(|| {
+                StoreError::new(format!(
+                    "backup store {}: {what}: no ETag in the answer",
+                    store.shown
+                ))
+            })?;
+            Ok((number, etag))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the oldest part on its way, if any, and records its ETag.
+    async fn oldest_sent(&mut self) -> Result<(), StoreError> {
+        let Some(sending) = self.sending.pop_front() else {
+            return Ok(());
+        };
+        let (number, etag) = sending.await.map_err(|e| {
             StoreError::new(format!(
-                "backup store {}: {what}: no ETag in the answer",
-                self.store.shown
+                "backup store {}: sending a part of {}: {e}",
+                self.store.shown, self.key
             ))
-        })?;
+        })??;
         self.parts.push((number, etag));
-        self.buffer.reserve_exact(PART_SIZE);
         Ok(())
     }
 
@@ -393,6 +421,9 @@ impl S3Upload {
         };
         if !self.buffer.is_empty() {
             self.send_part().await?;
+        }
+        while !self.sending.is_empty() {
+            self.oldest_sent().await?;
         }
         let mut xml = String::from(
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
@@ -426,7 +457,12 @@ impl S3Upload {
         Ok(())
     }
 
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        // The parts on their way are let finish (within backup.timeout) rather than cut off,
+        // so that none arrives after the abort and outlives it.
+        for sending in std::mem::take(&mut self.sending) {
+            let _ = sending.await;
+        }
         let Some(upload_id) = &self.upload_id else {
             return;
         };
@@ -632,3 +668,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "s3_mock_tests.rs"]
+mod mock_tests;
