@@ -101,11 +101,11 @@ pub async fn restore(
     })?;
     let manifest = fetch_manifest(&store, token, name).await?;
 
-    let etcd_binary = settings
-        .etcd
-        .binary
-        .clone()
-        .unwrap_or_else(|| crate::preflight::DEFAULT_ETCD.into());
+    // The etcd that etcd.service starts, found as a boot run finds it (its tools beside it).
+    let (etcd_binary, why) = crate::preflight::etcd_binary_of(settings).await;
+    if let Some(why) = why {
+        tracing::warn!("{why}");
+    }
     let tool = restore_tool(backup, &etcd_binary)?;
     // The rule of a restore at boot: never onto an older etcd than the one that took it. An etcd
     // that cannot be asked is not judged here (etcd checks its data when it starts).

@@ -63,6 +63,29 @@ pub fn etcd_binary(
     }
 }
 
+/// `etcd_binary` for a command that runs without the preflight (`restore`): the same rule, from
+/// the settings and the unit as systemd reports it, so a restore checks and uses the etcd that
+/// etcd.service will start. The warning says why the unit's program was passed over.
+pub async fn etcd_binary_of(settings: &Settings) -> (PathBuf, Option<String>) {
+    let unit_name = &settings.etcd.unit;
+    if settings.etcd.binary.is_some() {
+        return etcd_binary(
+            settings.etcd.binary.as_deref(),
+            &EtcdUnit::default(),
+            unit_name,
+        );
+    }
+    match EtcdUnit::read(unit_name).await {
+        Ok(unit) => etcd_binary(None, &unit, unit_name),
+        Err(e) => (
+            DEFAULT_ETCD.into(),
+            Some(format!(
+                "cannot ask systemd how {unit_name} starts etcd ({e}): assuming etcd is {DEFAULT_ETCD}; set etcd.binary to the etcd it starts"
+            )),
+        ),
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
