@@ -81,8 +81,9 @@ pub fn run(lab: &Lab, report: &mut Report) -> Result<(), String> {
         );
     }
     t += "\nWith learners the second machine waits for the first one's promotion (etcd allows one \
-          learner at a time), so the grow is sequential; as voters both are added at once, and \
-          the cluster counts each new voter in its quorum before it has caught up.\n";
+          learner at a time); as voters it waits only until the first one's etcd has started (a \
+          joining etcd must find exactly the members its env file lists), and the cluster counts \
+          each new voter in its quorum before it has caught up.\n";
     report.section(t);
     Ok(())
 }

@@ -148,6 +148,21 @@ pub(super) fn decide_with_cluster(
                 .join(", ")
         ));
     }
+    // etcd starts a joining member only when its ETCD_INITIAL_CLUSTER lists exactly the members
+    // the cluster has by then ("member count is unequal"). A member added while another added
+    // member has not started yet makes that one's env file wrong, and its etcd would not start
+    // until its agent ran again: members join one at a time, as voters or as learners.
+    if let Some(other) = view.members.iter().find(|m| !m.has_started()) {
+        let who = other
+            .peer_urls
+            .iter()
+            .find_map(|u| owner_of(f, u))
+            .map_or_else(|| display_name(other), |c| c.name.to_string());
+        return wait(format!(
+            "member {who} ({:x}) was added but its etcd has not started yet; joining once it has (a joining etcd must find exactly the members its env file lists)",
+            other.id
+        ));
+    }
     let learners: Vec<&EtcdMember> = view.members.iter().filter(|m| m.is_learner).collect();
     let allowed = learners_allowed(f, view);
     if f.spec.join_as_learner && learners.len() >= allowed {

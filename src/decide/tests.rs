@@ -744,6 +744,41 @@ fn joins_as_learner_when_asked_and_waits_for_another_learner() {
 }
 
 #[test]
+fn joins_only_once_a_member_added_before_it_has_started() {
+    // etcd-2's agent added it and wrote its env file with the three members there were; were
+    // etcd-0 added before etcd-2's etcd starts, that etcd would find four and refuse to start.
+    let added = EtcdMember {
+        id: 9,
+        name: String::new(),
+        peer_urls: vec![purl(2)],
+        client_urls: vec![],
+        is_learner: false,
+    };
+    for learner in [false, true] {
+        let mut w = World::new(5, 4).all_answer(view(vec![member(1), member(3), added.clone()]));
+        w.spec.join_as_learner = learner;
+        w.spec.max_learners = 2;
+        let o = w.decide();
+        assert_eq!(o.decision, Decision::Wait, "{}", o.reason);
+        assert!(
+            o.reason
+                .starts_with("member etcd-2 (9) was added but its etcd has not started yet"),
+            "{}",
+            o.reason
+        );
+    }
+    // Once it has started, this node joins.
+    let w = World::new(5, 4).all_answer(view(vec![member(1), member(2), member(3)]));
+    assert_eq!(
+        w.decide().decision,
+        Decision::Act(Action::AddMember {
+            peer_url: purl(0),
+            learner: false
+        })
+    );
+}
+
+#[test]
 fn max_learners_lets_more_learners_join_only_where_every_etcd_reads_it() {
     // A learner catching up, and `cluster.max_learners = 2`.
     let world = |cluster: &str, local: &str| {
