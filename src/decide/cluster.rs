@@ -47,6 +47,30 @@ pub(super) fn decide_with_cluster(
                     "the cluster has not settled its version yet, and etcd refuses to join such a cluster; waiting a few seconds",
                 );
             }
+            // Another added member that has not started either: its agent may have written its
+            // env file before this member was added, and its etcd would then refuse to start
+            // (its initial cluster one member short). This member never ran: withdraw it, and
+            // join once the other has started (below). Raft orders two additions, so of two
+            // machines that added themselves at once only the later one sees the other here.
+            if let Some(other) = view
+                .members
+                .iter()
+                .find(|o| o.id != m.id && !o.has_started())
+            {
+                let who = other
+                    .peer_urls
+                    .iter()
+                    .find_map(|u| owner_of(f, u))
+                    .map_or_else(|| display_name(other), |c| c.name.to_string());
+                return outcome(
+                    Row::Join,
+                    remove(m),
+                    format!(
+                        "member {who} ({:x}) was added too and has not started yet, and its env file may not list this node: withdrawing this node's never-started member {:x} to join once {who} has started",
+                        other.id, m.id
+                    ),
+                );
+            }
             let plan = start_in(f, view, me, m.is_learner);
             return outcome(
                 Row::Reuse,
