@@ -57,11 +57,7 @@ pub(super) fn decide_with_cluster(
                 .iter()
                 .find(|o| o.id != m.id && !o.has_started())
             {
-                let who = other
-                    .peer_urls
-                    .iter()
-                    .find_map(|u| owner_of(f, u))
-                    .map_or_else(|| display_name(other), |c| c.name.to_string());
+                let who = owner_or_display_name(f, other);
                 return outcome(
                     Row::Join,
                     remove(m),
@@ -177,11 +173,7 @@ pub(super) fn decide_with_cluster(
     // member has not started yet makes that one's env file wrong, and its etcd would not start
     // until its agent ran again: members join one at a time, as voters or as learners.
     if let Some(other) = view.members.iter().find(|m| !m.has_started()) {
-        let who = other
-            .peer_urls
-            .iter()
-            .find_map(|u| owner_of(f, u))
-            .map_or_else(|| display_name(other), |c| c.name.to_string());
+        let who = owner_or_display_name(f, other);
         return wait(format!(
             "member {who} ({:x}) was added but its etcd has not started yet; joining once it has (a joining etcd must find exactly the members its env file lists)",
             other.id

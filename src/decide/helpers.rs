@@ -112,6 +112,15 @@ pub(super) fn initial_cluster(
     out
 }
 
+/// A member as messages name it: the discovered machine that owns its peer URL, else its own
+/// name (an added member has none until its etcd starts).
+pub(super) fn owner_or_display_name(f: &Facts<'_>, m: &EtcdMember) -> String {
+    m.peer_urls
+        .iter()
+        .find_map(|u| owner_of(f, u))
+        .map_or_else(|| display_name(m), |c| c.name.to_string())
+}
+
 pub(super) fn display_name(m: &EtcdMember) -> String {
     if m.name.is_empty() {
         format!("(unstarted {:x})", m.id)
